@@ -1,0 +1,1 @@
+"""I/O adapters; each module implements one port of ``controller.ports``."""
