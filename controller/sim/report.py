@@ -22,7 +22,9 @@ Design choices a reader might question:
   **maximum shortfall** ``max(0, demand - ready)`` (so every bucket with any under-provisioned
   tick shows red, hanging from the demand line by its worst shortfall), and for the forecast
   the minimum of ``lower``, the maximum of ``upper`` and the mean of ``mean`` (NaN ignored).
-  A series short enough is plotted tick by tick, unchanged.
+  A series short enough is plotted tick by tick, unchanged. Because a shortfall of a pod for a
+  few ticks is still thinner than a pixel, a red strip along the bottom of each panel also marks
+  every under-provisioned stretch, binned to about one pixel.
 - **Zoom.** The second plot of a trace shows the 24 h of the scored part centred on the tick of
   highest demand (clipped to the scored part), which is a window with the highest peak demand;
   when the scored part is shorter than 24 h it shows all of it. The window is chosen on the
@@ -70,6 +72,10 @@ ORACLE_POLICY = "oracle"
 _PLOT_WIDTH_INCHES = 11.0
 _PLOT_DPI = 100
 _PANEL_HEIGHT_INCHES = 2.3
+# The under-provisioned strip along the bottom of each panel: bins across the width (about one
+# per pixel of the plot area) and height as a fraction of the panel.
+_RUG_BINS = 1000
+_RUG_HEIGHT = 0.035
 
 # Lower is better for every highlighted column.
 _HIGHLIGHTED_FIELDS = ("unserved_pct", "pod_hours", "scale_actions")
@@ -118,6 +124,20 @@ _C_UP = "#2ca02c"
 _C_DOWN = "#9467bd"
 
 _LABEL_WARMUP = "warm-up (not scored)"
+_LABEL_SHORT = "under-provisioned (demand > ready)"
+# The figure legend lists layers in this order (what is asked, what is served, what is paid for,
+# then the forecast, the warm-up and the decisions).
+_LEGEND_ORDER = (
+    "demand",
+    "ready pods",
+    "ready + starting pods",
+    _LABEL_SHORT,
+    "forecast mean",
+    "forecast band",
+    _LABEL_WARMUP,
+    "scale-up decision",
+    "scale-down decision",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,7 +460,8 @@ def _render_trace(index: int, trace: str, runs: Sequence[sim_results.RunResult])
                 overview,
                 alt=f"{trace}: demand vs ready capacity per policy, whole run",
                 caption="Whole run. Demand (pod units) against ready pods and ready + starting pods; "
-                "red where demand exceeds ready pods. Long series are downsampled to per-bucket maxima.",
+                "red where demand exceeds ready pods, and a red strip along the bottom marks every such "
+                "stretch. Grey: warm-up, not scored. Long series are downsampled to per-bucket maxima.",
             )
         )
         zoom = _zoom_window(views)
@@ -496,6 +517,7 @@ class _View:
     """One plotted window of a run, downsampled: x in the plot's unit."""
 
     x: np.ndarray
+    x_end: float  # end of the last tick
     demand: np.ndarray
     ready: np.ndarray
     total: np.ndarray
@@ -573,6 +595,7 @@ def _view(run: _Run, lo: int, hi: int, unit_seconds: float) -> _View:
     fc = run.forecast
     return _View(
         x=(run.rel[sl] if starts is None else run.rel[sl][starts]) / unit_seconds,
+        x_end=(float(run.rel[hi - 1]) + run.tick_seconds) / unit_seconds,
         demand=_bmax(demand, starts),
         ready=_bmax(ready, starts),
         total=_bmax(run.total[sl], starts),
@@ -602,6 +625,16 @@ def _zoom_window(views: Sequence[_Run | None]) -> tuple[float, float] | None:
 # ---------------------------------------------------------------------------------------------
 # Plots
 # ---------------------------------------------------------------------------------------------
+
+
+def _rug(view: _View) -> tuple[np.ndarray, np.ndarray]:
+    """Under-provisioned marks for the bottom strip: 1.0 where a bin (about a pixel) has a shortfall."""
+    on = (view.shortfall > 0).astype(float)
+    starts = _bucket_starts(on.size, _RUG_BINS)
+    x = view.x if starts is None else view.x[starts]
+    on = _bmax(on, starts)
+    # Close the last bin at the end of the window, so a shortfall on the last tick shows too.
+    return np.append(x, view.x_end), np.append(on, on[-1:])
 
 
 def _mpl_text(text: str) -> str:
@@ -647,9 +680,23 @@ def _draw_layers(ax, view: _View, *, warmup: tuple[float, float] | None) -> None
             view.demand,
             step="post",
             color=_C_SHORT,
-            alpha=0.55,
+            alpha=0.7,
             lw=0,
-            label="under-provisioned (demand > ready)",
+            label=_LABEL_SHORT,
+            zorder=3,
+        )
+        # A shortfall of a pod or two for a few ticks is thinner than a pixel in the fill above,
+        # so a strip along the bottom also marks every stretch, at least one pixel wide.
+        rug_x, rug_on = _rug(view)
+        ax.fill_between(
+            rug_x,
+            0.0,
+            rug_on * _RUG_HEIGHT,
+            step="post",
+            transform=ax.get_xaxis_transform(),
+            color=_C_SHORT,
+            lw=0,
+            antialiased=False,
             zorder=3,
         )
     ax.plot(view.x, view.total, drawstyle="steps-post", color=_C_TOTAL, lw=1.2, label="ready + starting pods", zorder=4)
@@ -668,6 +715,8 @@ def _finish(fig, axes, *, suptitle: str, xlabel: str, xlim: tuple[float, float])
         ax.set_ylabel("pods")
         ax.set_ylim(bottom=0)
         ax.tick_params(labelsize=8)
+    order = {label: i for i, label in enumerate(_LEGEND_ORDER)}
+    handles = dict(sorted(handles.items(), key=lambda item: order.get(item[0], len(order))))
     axes[-1].set_xlabel(xlabel)
     axes[0].set_xlim(*xlim)
     fig.suptitle(_mpl_text(suptitle), fontsize=11, fontweight="bold")
@@ -675,7 +724,7 @@ def _finish(fig, axes, *, suptitle: str, xlabel: str, xlim: tuple[float, float])
         fig.legend(
             list(handles.values()),
             list(handles.keys()),
-            loc="outside upper center",
+            loc="outside lower center",
             ncols=min(len(handles), 5),
             fontsize=8,
             frameon=False,
@@ -740,7 +789,7 @@ def _plot_zoom(
     where = ", centred on the peak demand" if label.startswith("Busiest") else ""
     caption = (
         f"{label} (hours {w0 / 3600:.1f}–{w1 / 3600:.1f} since trace start{where}). "
-        "Markers: scale decisions at the replica count the policy set (▲ up, ▼ down)."
+        "Same layers as above; markers: scale decisions at the replica count the policy set (▲ up, ▼ down)."
     )
     png = _finish(
         fig,
