@@ -281,7 +281,16 @@ def test_header_shows_escaped_command_generation_time_and_every_metric(two_trace
     assert "scaleahead simulate --policy &#x27;&lt;x&gt;&#x27; &amp;&amp; echo" in html_text
     assert "2026-01-02T03:04:05+00:00" in doc.text
     assert sum(1 for tag, _ in doc.tags if tag == "dt") >= 6  # one legend line per section-3 field
-    for name in ("unserved_pct", "underprovisioned_time_pct", "pod_hours", "oracle_pod_hours", "cost_ratio", "scale_actions"):
+    legend = [name for name, _ in report._METRIC_LEGEND]
+    assert legend == [
+        "unserved_pct",
+        "underprovisioned_time_pct",
+        "pod_hours",
+        "oracle_pod_hours",
+        "cost_ratio",
+        "scale_actions",
+    ]
+    for name in legend:
         assert name in doc.text
 
 
@@ -435,3 +444,15 @@ def test_thirty_days_of_ticks_render_quickly_and_stay_small(tmp_path) -> None:
     assert elapsed < 10.0
     assert out.stat().st_size < 3_000_000
     assert len(Doc(out.read_text(encoding="utf-8")).images()) == 2
+
+
+def test_values_that_read_the_same_are_bolded_alike() -> None:
+    results = [
+        make_result(policy="hpa", unserved_pct=0.00012),
+        make_result(policy="predictive", unserved_pct=0.00031),  # both show 0.000
+        make_result(policy="keda", unserved_pct=0.5),
+    ]
+    (table,) = Doc(report.render_report(results, generated_at="t")).tables_of("scores")
+    rows = score_rows(table)
+
+    assert {p for p, row in rows.items() if row["unserved %"].bold} == {"hpa", "predictive"}

@@ -1,0 +1,225 @@
+"""The forecasting contract: the ``Forecaster`` protocol, the ``Forecast`` value and quantile helpers.
+
+A forecaster learns from one regularly sampled series (``y``, one value per ``step_seconds``; missing
+points are NaN) and predicts the next ``horizon_steps`` points as a point path plus quantile paths.
+The shape follows statsforecast's model contract, with two changes:
+
+* ``predict`` returns quantiles keyed by level (``{0.1: array, 0.9: array}``), not ``lo-80``/``hi-80``
+  columns, because the planner provisions to a quantile, not to an interval.
+* ``update`` appends observations without a full refit. The controller ticks every 15 s and cannot
+  refit a thousand models per tick; it refits on a cadence, off the event loop, and updates in between.
+
+Time is a plain float of seconds on the caller's clock; models never read a wall clock and never
+assume that a timestamp is wall-clock time (some traces only have relative time).
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, Self, runtime_checkable
+
+import numpy as np
+
+#: The quantile levels the project scores (BENCHMARK.md / issue 3): 95% and 80% central intervals and the median.
+DEFAULT_QUANTILES: tuple[float, ...] = (0.025, 0.1, 0.5, 0.9, 0.975)
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """A probabilistic forecast of the next ``len(mean)`` points of one series.
+
+    Attributes:
+        start: Time (seconds, the caller's clock) of the first predicted point, i.e. one step after the
+            last observed point.
+        step_seconds: Spacing of the predicted points in seconds.
+        mean: Point forecast, shape ``(horizon_steps,)``. It is the model's own point forecast (for the
+            naive model the last value, for the median-trained models the median).
+        quantiles: Level in (0, 1) -> array of shape ``(horizon_steps,)``. For every step the values are
+            non-decreasing in the level.
+        fallback_reason: ``None`` when the named model produced the forecast; otherwise why its
+            fallback model produced it instead (history too short, constant, fit failed, ...).
+        model: Name of the model that produced the forecast (the fallback's name after a fallback;
+            ``auto`` reports the chosen candidates, e.g. ``auto[ets]``).
+    """
+
+    start: float
+    step_seconds: float
+    mean: np.ndarray
+    quantiles: Mapping[float, np.ndarray]
+    fallback_reason: str | None = None
+    model: str = ""
+    _levels: tuple[float, ...] = field(default=(), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        mean = np.array(self.mean, dtype=float)
+        mean.setflags(write=False)
+        quantiles = {}
+        for level in sorted(self.quantiles):
+            values = np.array(self.quantiles[level], dtype=float)
+            if values.shape != mean.shape:
+                raise ValueError(f"quantile {level} has shape {values.shape}, mean has {mean.shape}")
+            values.setflags(write=False)
+            quantiles[float(level)] = values
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "quantiles", types.MappingProxyType(quantiles))
+        object.__setattr__(self, "_levels", tuple(quantiles))
+
+    @property
+    def horizon_steps(self) -> int:
+        """Number of predicted points."""
+        return int(self.mean.shape[0])
+
+    def times(self) -> np.ndarray:
+        """Times (seconds) of the predicted points: ``start + step_seconds * [0, 1, ...]``."""
+        return self.start + self.step_seconds * np.arange(self.horizon_steps)
+
+    def quantile(self, level: float) -> np.ndarray:
+        """The quantile path at ``level``, interpolated linearly between the stored levels.
+
+        Args:
+            level: Quantile level in (0, 1). Outside the stored range the nearest stored level is used.
+
+        Returns:
+            Array of shape ``(horizon_steps,)``.
+        """
+        if level in self.quantiles:
+            return np.array(self.quantiles[level])
+        levels = np.array(self._levels)
+        if levels.size == 0:
+            return np.array(self.mean)
+        table = np.vstack([self.quantiles[q] for q in self._levels])
+        return interpolate_levels(levels, table, np.array([level]))[0]
+
+
+def check_levels(quantiles: Iterable[float]) -> tuple[float, ...]:
+    """Validate quantile levels and return them sorted and de-duplicated.
+
+    Raises:
+        ValueError: a level is not strictly between 0 and 1.
+    """
+    levels = sorted({float(q) for q in quantiles})
+    bad = [q for q in levels if not 0.0 < q < 1.0]
+    if bad:
+        raise ValueError(f"quantile levels must be in (0, 1), got {bad}")
+    return tuple(levels)
+
+
+def repair_monotone(values: np.ndarray) -> np.ndarray:
+    """Make quantile paths non-decreasing in the level by sorting along the level axis.
+
+    Sorting (Chernozhukov et al.'s rearrangement) never makes the pinball loss worse, unlike clipping.
+
+    Args:
+        values: Array ``(n_levels, horizon_steps)``, rows in increasing level order.
+
+    Returns:
+        A sorted copy of the same shape.
+    """
+    return np.sort(np.asarray(values, dtype=float), axis=0)
+
+
+def interpolate_levels(grid_levels: np.ndarray, grid_values: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Interpolate quantile paths known on ``grid_levels`` to other ``levels``.
+
+    Args:
+        grid_levels: Increasing levels, shape ``(g,)``.
+        grid_values: Values, shape ``(g, horizon_steps)``, non-decreasing along axis 0.
+        levels: Wanted levels, shape ``(k,)``; levels outside the grid take the nearest grid row.
+
+    Returns:
+        Array ``(k, horizon_steps)``.
+    """
+    grid_levels = np.asarray(grid_levels, dtype=float)
+    levels = np.asarray(levels, dtype=float)
+    idx = np.clip(np.searchsorted(grid_levels, levels), 1, len(grid_levels) - 1)
+    lo, hi = grid_levels[idx - 1], grid_levels[idx]
+    w = np.clip((levels - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0, 1.0)[:, None]
+    return (1.0 - w) * grid_values[idx - 1] + w * grid_values[idx]
+
+
+def make_forecast(
+    *,
+    start: float,
+    step_seconds: float,
+    mean: np.ndarray,
+    levels: Sequence[float],
+    values: np.ndarray,
+    fallback_reason: str | None = None,
+    model: str = "",
+) -> Forecast:
+    """Build a ``Forecast`` from a point path and a ``(len(levels), horizon)`` table, repairing monotonicity."""
+    table = repair_monotone(values)
+    return Forecast(
+        start=float(start),
+        step_seconds=float(step_seconds),
+        mean=mean,
+        quantiles={float(q): table[i] for i, q in enumerate(levels)},
+        fallback_reason=fallback_reason,
+        model=model,
+    )
+
+
+def pinball_loss(y: np.ndarray, predicted: np.ndarray, level: float) -> np.ndarray:
+    """Pinball (quantile) loss of ``predicted`` as the ``level`` quantile of ``y``, element-wise.
+
+    ``level * (y - q)`` when ``y >= q`` and ``(1 - level) * (q - y)`` otherwise.
+    """
+    diff = np.asarray(y, dtype=float) - np.asarray(predicted, dtype=float)
+    return np.maximum(level * diff, (level - 1.0) * diff)
+
+
+@runtime_checkable
+class Forecaster(Protocol):
+    """A probabilistic forecaster of one series on a fixed step.
+
+    Implementations keep fitted state in attributes ending with an underscore and are deterministic for a
+    given constructor ``seed``.
+    """
+
+    name: str
+
+    def fit(self, y: np.ndarray, *, step_seconds: float, start_seconds: float = 0.0) -> Self:
+        """Fit on the whole history ``y`` and make it the model's current state.
+
+        Args:
+            y: Observations, one per step, oldest first; NaN marks a missing point. The model may use a
+                bounded recent window of it. The array is not modified.
+            step_seconds: Spacing of the observations in seconds.
+            start_seconds: Time of ``y[0]`` in seconds (any origin; never read as wall-clock time).
+
+        Returns:
+            ``self``. Never raises for bad data: when the history is too short, constant, mostly missing or
+            the fit fails, a fallback model takes over and ``predict`` reports ``fallback_reason``.
+        """
+        ...
+
+    def update(self, new_points: np.ndarray) -> Self:
+        """Append the observations that followed the last seen point, without refitting parameters.
+
+        Cost is O(len(new_points)) and independent of the history length, so it can run on every tick.
+
+        Args:
+            new_points: The next observations in time order (NaN for missing ones).
+
+        Returns:
+            ``self``.
+        """
+        ...
+
+    def predict(self, horizon_steps: int, quantiles: Sequence[float] = DEFAULT_QUANTILES) -> Forecast:
+        """Forecast the ``horizon_steps`` points after the last seen observation.
+
+        Args:
+            horizon_steps: Number of future steps (>= 1).
+            quantiles: Levels in (0, 1) to return.
+
+        Returns:
+            A ``Forecast`` with ``horizon_steps`` points whose quantiles are non-decreasing in the level.
+
+        Raises:
+            RuntimeError: ``fit`` was never called.
+            ValueError: ``horizon_steps < 1`` or a level outside (0, 1).
+        """
+        ...
