@@ -273,8 +273,8 @@ class ScalingRulesSettings(_Settings):
         None,
         min_length=1,
         description=(
-            "Rate policies (at least one); null takes the defaults (scale-up: 4 pods and 100% per 15 s;"
-            " scale-down: 100% per 15 s)."
+            "Rate policies (at least one); null takes the defaults (scale-up: 4 pods and 100% per 15 seconds;"
+            " scale-down: 100% per 15 seconds)."
         ),
     )
 
@@ -313,13 +313,13 @@ class BehaviorSettings(_Settings):
     """autoscaling/v2 ``behavior`` in snake_case; a direction left out takes the Kubernetes defaults."""
 
     scale_up: ScalingRulesSettings | None = Field(
-        None, description="Rules for scaling up; null takes the defaults (no window, +4 pods or +100% per 15 s, Max)."
+        None, description="Rules for scaling up; null takes the defaults (no window, +4 pods or +100% per 15 seconds, Max)."
     )
     scale_down: ScalingRulesSettings | None = Field(
         None,
         description=(
             "Rules for scaling down; null takes the defaults (window downscale_stabilization_seconds,"
-            " -100% per 15 s, Max)."
+            " -100% per 15 seconds, Max)."
         ),
     )
 
@@ -408,6 +408,11 @@ def _make_replica_overrides() -> type[_Settings]:
     for name, field in ReplicaSettings.model_fields.items():
         inner = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
         description = f"Overrides replicas.{name} for this workload; omitted or null inherits it."
+        if name == "behavior":
+            description = (
+                "Replaces replicas.behavior for this workload as a whole: directions and fields it leaves"
+                " out take the Kubernetes defaults, not those of replicas.behavior; omitted or null inherits it."
+            )
         fields[name] = (inner | None, Field(None, description=description))
     return create_model(
         "ReplicaOverrides",

@@ -9,7 +9,7 @@ wall clock. The method is the autocorrelation function, computed with an FFT in 
 2. A lag is a candidate period when its autocorrelation is a local maximum over +-10% of the lag, is
    above ``threshold`` and rises at least ``min_prominence`` above the trough before it. A smooth but
    aperiodic series has a decaying ACF without such a trough, and white noise stays near zero.
-3. The strongest candidate whose integer fraction is also strong is reduced to that fundamental
+3. The strongest candidate that fits at least three times whose integer fraction is also strong is reduced to that fundamental
    (hourly spikes show peaks at 12, 24, 36, ... steps; the period is 12), then refined from the highest
    multiple still visible (a 1440-minute day read at lag 7 x 1440 is exact to 1/7 of a step).
 4. A second, longer period is kept when a multiple of the first is clearly more correlated (the weekly
@@ -140,26 +140,22 @@ def detect_periods(
     if not candidates:
         return ()
 
+    # The primary period must repeat at least three times, or a slow wander of the level (regimes, bursts) passes for a long cycle. Longer candidates can still
+    # become the second period.
+    short = [lag for lag in candidates if lag <= n / max(min_cycles, 3.0)]
+    if not short:
+        return ()
     # Reduce the strongest peak to its fundamental: a smaller candidate dividing it that is strong too.
-    strongest = max(candidates, key=lambda lag: acf[lag])
+    strongest = max(short, key=lambda lag: acf[lag])
     primary = strongest
-    for lag in candidates:
+    for lag in short:
         if lag >= strongest:
             break
         ratio = strongest / lag
         if abs(ratio - round(ratio)) <= 0.1 and acf[lag] >= 0.5 * acf[strongest]:
             primary = lag
             break
-    # The primary period must repeat at least three times and echo at its double, or a slow wander of
-    # the level (regimes, bursts) passes for a long cycle.
-    if primary > n / max(min_cycles, 3.0):
-        return ()
     primary = _refine(acf, primary)
-    double = 2 * primary
-    if double < acf.size:
-        width = max(1, primary // 10)
-        if acf[max(1, double - width) : min(acf.size, double + width + 1)].max() < threshold / 2:
-            return ()
     periods = [primary]
 
     # A longer cycle (weekly over daily) is kept when a multiple of the primary is clearly stronger.

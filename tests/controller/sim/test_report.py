@@ -46,12 +46,13 @@ def make_result(
     i = np.arange(n)
     times = START + TICK * i
     demand = 20.0 + 15.0 * np.sin(2 * np.pi * i / period_ticks)
-    target = np.ceil(np.roll(demand, lag_ticks) / 0.9)
-    target[:lag_ticks] = target[lag_ticks] if n > lag_ticks else target[:lag_ticks]
-    ready = np.roll(target, 4)
-    ready[:4] = target[:4]
+    def lagged(a: np.ndarray, ticks: int) -> np.ndarray:
+        return a[np.maximum(i - ticks, 0)]
+
+    target = np.ceil(lagged(demand, lag_ticks))  # replicas the policy asks for
+    ready = lagged(target, 4)  # pods take 4 ticks to start
     starting = np.clip(target - ready, 0, None)
-    observed = np.roll(demand, 1)
+    observed = lagged(demand, 1)
     forecast = None
     if with_forecast:
         mean = demand * 1.05
