@@ -271,12 +271,20 @@ class ScalingRulesSettings(_Settings):
     )
     policies: tuple[ScalingPolicySettings, ...] | None = Field(
         None,
-        min_length=1,
         description=(
             "Rate policies (at least one); null takes the defaults (scale-up: 4 pods and 100% per 15 seconds;"
             " scale-down: 100% per 15 seconds)."
         ),
     )
+
+    @field_validator("policies")
+    @classmethod
+    def _check_policies_not_empty(cls, value: tuple[ScalingPolicySettings, ...] | None) -> Any:
+        # A validator rather than `min_length`: pydantic checks the length after dropping the
+        # items that failed, so one bad policy would also be reported as "too short".
+        if value is not None and not value:
+            raise ValueError("must list at least one policy, as the Kubernetes API requires; omit it for the defaults")
+        return value
 
     def to_rules(self, defaults: domain.ScalingRules) -> domain.ScalingRules:
         """Fill the unset fields from ``defaults``, as the API server's defaulting does.
@@ -542,7 +550,7 @@ class ControllerSettings(_Settings):
                         (index,),
                         f"duplicates workloads[{seen[key]}] ({workload.kind} {workload.namespace}/{workload.name});"
                         " list each scale target once",
-                        value[index],
+                        workload,
                     )
                 )
             else:
@@ -687,7 +695,7 @@ def check_query_template(template: str) -> str:
     parsed = string.Template(template)
     if not parsed.is_valid():
         match = next(m for m in parsed.pattern.finditer(template) if m.group("invalid") is not None)
-        column = match.start("invalid")
+        column = match.start()  # the `$` that starts no placeholder
         raise ValueError(
             f"invalid placeholder at character {column + 1}: {template[column:column + 12]!r};"
             " use $namespace or $name, and $$ for a literal $"
