@@ -3,6 +3,7 @@
 Composes ``replicas.calculate_replicas`` and ``stabilize`` in the order of
 ``reconcileAutoscaler`` in kubernetes ``pkg/controller/podautoscaler/horizontal.go``:
 
+0. A new HPA's history starts with the current count.
 1. Guards on the current count: a target scaled to 0 (with ``min_replicas > 0``) is
    left alone; a count above max or below min is brought back into range at once,
    without stabilisation.
@@ -21,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.decide import replicas, stabilize
-from controller.domain import Behavior, ControllerState, Decision, Observation, Plan, Reason
+from controller.domain import Behavior, ControllerState, Decision, Observation, Plan, Reason, Recommendation
 
 #: ``maxReplicas`` is an int32 in the API; the benchmark's HPA has no upper bound.
 UNBOUNDED_REPLICAS = 2**31 - 1
@@ -60,6 +61,11 @@ def plan(obs: Observation, params: HpaParams, state: ControllerState, now: float
         named intermediate counts, and the new history.
     """
     current = obs.current_replicas
+
+    # A new HPA starts its history with the current count (recordInitialRecommendation),
+    # so its first syncs cannot scale in below what the target already runs.
+    if not state.recommendations:
+        state = ControllerState((Recommendation(current, now),), state.scale_up_events, state.scale_down_events)
 
     # 1. Guards, in the order of reconcileAutoscaler; none of them records a recommendation.
     if current == 0 and params.min_replicas != 0:

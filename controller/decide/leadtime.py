@@ -1,0 +1,65 @@
+"""Lead time: how far ahead a replica decision must look, learned from observed pod startups.
+
+A pod ordered now serves only after it has started, and the load the controller
+sees is already ``lag`` old, so a decision taken now must provision for the load at
+``now + lead``, with ``lead = startup estimate + metrics lag + one tick``.
+
+The startup estimate is a decayed quantile (default p90) of the creation-to-Ready
+durations the controller has seen: robust to the odd slow pod (unlike a max) and
+quick to follow a change of image or node type (unlike an all-time percentile).
+It is kept as a small weighted sample, so the estimator is a pure value that the
+planner state carries and a restart can persist.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class StartupEstimate:
+    """A decayed quantile of observed pod startup durations.
+
+    Attributes:
+        samples: ``(seconds, weight)`` pairs, newest last; weights decay by ``decay`` per new sample.
+        prior_seconds: the estimate before anything was observed (the configured startup time).
+    """
+
+    samples: tuple[tuple[float, float], ...] = ()
+    prior_seconds: float = 120.0
+    quantile: float = 0.9
+    decay: float = 0.97
+    max_samples: int = 64
+
+    def observe(self, durations: Iterable[float]) -> StartupEstimate:
+        """Return a new estimate that has also seen ``durations`` (seconds; non-finite or negative ignored)."""
+        samples = list(self.samples)
+        for d in durations:
+            if not (math.isfinite(d) and d >= 0):
+                continue
+            samples = [(s, w * self.decay) for s, w in samples]
+            samples.append((float(d), 1.0))
+        samples = samples[-self.max_samples :]
+        return StartupEstimate(tuple(samples), self.prior_seconds, self.quantile, self.decay, self.max_samples)
+
+    @property
+    def seconds(self) -> float:
+        """The current estimate: the weighted ``quantile`` of the samples, or the prior when there are none."""
+        if not self.samples:
+            return self.prior_seconds
+        ordered = sorted(self.samples)
+        total = sum(w for _, w in ordered)
+        threshold = self.quantile * total
+        acc = 0.0
+        for seconds, weight in ordered:
+            acc += weight
+            if acc >= threshold - 1e-12:
+                return seconds
+        return ordered[-1][0]
+
+
+def lead_seconds(*, startup_seconds: float, lag_seconds: float, tick_seconds: float) -> float:
+    """``startup + metrics lag + one tick``: when a pod ordered now could first serve, in load-age terms."""
+    return max(0.0, startup_seconds) + max(0.0, lag_seconds) + max(0.0, tick_seconds)
