@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 class Reason(enum.StrEnum):
     """Why a stage produced its value, in the CamelCase style of HPA conditions and Kubernetes events."""
@@ -140,6 +142,21 @@ class Sample:
 
     value: float
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """A metric over time: ``timestamps`` (Unix seconds, strictly increasing) and ``values`` (finite floats).
+
+    Points where the query had no value, or a NaN or an infinite one, are absent
+    (gaps), never filled in.
+    """
+
+    timestamps: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from controller.domain import Reason, Sample, WorkloadRef
+from controller.domain import Reason, Sample, Series, WorkloadRef
 
 
 class Clock(Protocol):
@@ -31,7 +31,15 @@ class MetricsSource(Protocol):
         """Evaluate ``query`` at time ``at``.
 
         Returns the sample with the timestamp it was evaluated at, or ``None`` when the
-        result is empty, NaN or Inf. Never returns a sentinel value.
+        result is empty, NaN or Inf. Never returns a sentinel value. Raises
+        ``MetricsUnavailable`` (of the adapter) when the source cannot be asked.
+        """
+        ...
+
+    async def range(self, query: str, start: float, end: float, step_seconds: float) -> Series:
+        """Evaluate ``query`` every ``step_seconds`` from ``start`` to ``end`` (inclusive, Unix seconds).
+
+        Points with no value, NaN or Inf are left out (gaps), never filled in.
         """
         ...
 
