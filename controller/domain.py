@@ -37,6 +37,14 @@ class Reason(enum.StrEnum):
     AboveMaxReplicas = "AboveMaxReplicas"
     BelowMinReplicas = "BelowMinReplicas"
     ScalingDisabled = "ScalingDisabled"
+    # predictive planner
+    NoForecast = "NoForecast"
+    ForecastTrusted = "ForecastTrusted"
+    QuantileWidened = "QuantileWidened"
+    ForecastDistrusted = "ForecastDistrusted"
+    ForecastAboveFloor = "ForecastAboveFloor"
+    ScaleInWithinTolerance = "ScaleInWithinTolerance"
+    ScaleInGuard = "ScaleInGuard"
     # oracle
     PerfectForesight = "PerfectForesight"
 
@@ -190,7 +198,7 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class ControllerState:
-    """Per-target memory of the decision core: recommendation and scale-event history.
+    """Per-target memory of the decision core: recommendation, scale-event and forecast-check history.
 
     Trimmed by age inside the planner; persisted as data (later: an annotation on the target).
     """
@@ -198,6 +206,10 @@ class ControllerState:
     recommendations: tuple[Recommendation, ...] = ()
     scale_up_events: tuple[ScaleEvent, ...] = ()
     scale_down_events: tuple[ScaleEvent, ...] = ()
+    #: Forecast intervals waiting for their outcome: (due time, lower, upper), in load units.
+    pending_checks: tuple[tuple[float, float, float], ...] = ()
+    #: Whether each recent outcome fell inside the interval forecast for it, oldest first.
+    interval_hits: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,12 +8,17 @@ the returned state, and acts through the actuator only when the count changes
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from controller.decide import hpa
+import numpy as np
+
+from controller.decide import hpa, leadtime, planner
 from controller.domain import ControllerState, Decision, Observation, WorkloadRef
 from controller.ports import Clock, MetricsSource, PodCounter, ReplicaActuator
+from models.base import Forecast, Forecaster
 
 
 @dataclass(frozen=True)
@@ -66,3 +71,150 @@ class HpaPolicy:
         if decision.to_value != current:
             await ports.actuator.scale(target, decision.to_value, decision.reason)
         return decision
+
+
+class PredictivePolicy:
+    """scaleahead's own policy: forecast the load at the lead time and plan with ``decide.planner``.
+
+    Per tick it observes the load, the pod counts and the startups of pods that
+    became ready (to learn the lead time), keeps the load history at the model's
+    step (``model_step_seconds``, the mean of the ticks in each step), feeds each new
+    step to the forecaster with a cheap ``update`` and predicts, refits on a
+    schedule, and asks the pure planner for the count.
+
+    Refits happen inline here; the live loop runs them off the event loop and hands
+    the fitted model back (TODO(#5)). The simulator's clock makes inline refits
+    equivalent there.
+
+    Args:
+        ports: where to observe and act.
+        params: planner tuning.
+        forecaster_factory: builds a fresh, unfitted forecaster.
+        startup_prior_seconds: startup estimate before any pod was seen starting.
+        lag_seconds: how old the observed load is (scrape interval and rate window).
+        tick_seconds: the loop interval.
+        model_step_seconds: step of the series the forecaster sees.
+        history_seconds: how much history a refit uses.
+        refit_interval_seconds: time between refits once the first fit is done.
+        first_fit_seconds: history needed before the first fit.
+        record_forecast: keep, per tick, the forecast interval at the lead time (for reports).
+    """
+
+    name = "scaleahead"
+
+    def __init__(
+        self,
+        ports: PolicyPorts,
+        params: planner.PlannerParams,
+        *,
+        forecaster_factory: Callable[[], Forecaster],
+        query: str = "",
+        startup_prior_seconds: float = 120.0,
+        lag_seconds: float = 15.0,
+        tick_seconds: float = 15.0,
+        model_step_seconds: float = 60.0,
+        history_seconds: float = 14 * 86400.0,
+        refit_interval_seconds: float = 86400.0,
+        first_fit_seconds: float = 6 * 3600.0,
+        record_forecast: bool = False,
+    ) -> None:
+        self._ports = ports
+        self._params = params
+        self._factory = forecaster_factory
+        self._query = query
+        self._lag = lag_seconds
+        self._tick = tick_seconds
+        self._step = model_step_seconds
+        self._history_steps = max(2, int(history_seconds // model_step_seconds))
+        self._refit_interval = refit_interval_seconds
+        self._first_fit_steps = max(2, int(first_fit_seconds // model_step_seconds))
+        self._levels = tuple(sorted({params.interval[0], params.interval[1], params.quantile, params.widened_quantile, 0.5}))
+        self.startup = leadtime.StartupEstimate(prior_seconds=startup_prior_seconds)
+        self.state = ControllerState()
+        self._since = -float("inf")
+        self._bucket: list[float] = []
+        self._bucket_start: float | None = None
+        self._history: list[float] = []
+        self._history_end = 0.0  # time of the last history point
+        self._model: Forecaster | None = None
+        self._next_refit = float("inf")
+        self._forecast: Forecast | None = None
+        self.record_forecast = record_forecast
+        self._band: list[tuple[float, float, float]] = []
+
+    @property
+    def forecast_band(self) -> dict[str, np.ndarray] | None:
+        """Per tick: the interval and the median forecast for ``now + lead`` (NaN before the first fit)."""
+        if not self.record_forecast or not self._band:
+            return None
+        arr = np.asarray(self._band, dtype=float)
+        return {"lower": arr[:, 0], "mean": arr[:, 1], "upper": arr[:, 2]}
+
+    async def reconcile(self, target: WorkloadRef) -> Decision:
+        ports = self._ports
+        now = ports.clock.now()
+        sample = await ports.metrics.instant(self._query, now)
+        ready, starting = await ports.pods.pod_counts(target)
+        current = await ports.actuator.current_replicas(target)
+        startups = await ports.pods.recent_startups(target, since=self._since)
+        if startups:
+            self._since = startups[-1][0]
+            self.startup = self.startup.observe(s for _, s in startups)
+        load = None if sample is None else sample.value
+        self._observe_load(now, load)
+
+        timing = planner.Timing(
+            lead_seconds=leadtime.lead_seconds(startup_seconds=self.startup.seconds, lag_seconds=self._lag, tick_seconds=self._tick),
+            startup_seconds=self.startup.seconds,
+        )
+        obs = Observation(now, load, ready, starting, current)
+        result = planner.plan(obs, self._forecast, self._params, self.state, now, timing=timing, target=target.name)
+        self.state = result.state
+        decision = result.decisions[0]
+        if self.record_forecast:
+            self._band.append(self._band_at(now + timing.lead_seconds))
+        if decision.to_value != current:
+            await ports.actuator.scale(target, decision.to_value, decision.reason)
+        return decision
+
+    def _observe_load(self, now: float, load: float | None) -> None:
+        """Aggregate ticks into model steps; update, refit and predict at each completed step."""
+        if self._bucket_start is None:
+            self._bucket_start = now
+        self._bucket.append(np.nan if load is None else load)
+        if now - self._bucket_start + self._tick < self._step - 1e-9:
+            return
+        finite = [v for v in self._bucket if v == v]
+        value = sum(finite) / len(finite) if finite else np.nan
+        self._bucket, self._bucket_start = [], None
+        self._history.append(value)
+        if len(self._history) > 2 * self._history_steps:
+            del self._history[: len(self._history) - self._history_steps]
+        self._history_end = now
+
+        if self._model is None:
+            if len(self._history) >= self._first_fit_steps:
+                self._refit(now)
+        elif now >= self._next_refit:
+            self._refit(now)
+        else:
+            self._model.update(np.array([value]))
+        if self._model is not None:
+            horizon = max(1, math.ceil((self.startup.seconds + self._lag + 2 * self._tick + self._step) / self._step) + 1)
+            self._forecast = self._model.predict(horizon, self._levels)
+
+    def _refit(self, now: float) -> None:
+        y = np.asarray(self._history[-self._history_steps :], dtype=float)
+        start = self._history_end - (len(y) - 1) * self._step
+        model = self._factory()
+        model.fit(y, step_seconds=self._step, start_seconds=start)
+        self._model = model
+        self._next_refit = now + self._refit_interval
+
+    def _band_at(self, at: float) -> tuple[float, float, float]:
+        f = self._forecast
+        if f is None:
+            return (np.nan, np.nan, np.nan)
+        k = min(max(math.ceil((at - f.start) / f.step_seconds - 1e-9), 0), f.horizon_steps - 1)
+        lo, hi = self._params.interval
+        return (float(f.quantile(lo)[k]), float(f.quantile(0.5)[k]), float(f.quantile(hi)[k]))

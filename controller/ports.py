@@ -51,6 +51,14 @@ class PodCounter(Protocol):
         """Return ``(ready, starting)`` pod counts of ``target`` now."""
         ...
 
+    async def recent_startups(self, target: WorkloadRef, *, since: float) -> list[tuple[float, float]]:
+        """Return ``(ready_at, startup_seconds)`` of the target's pods that became Ready after ``since``.
+
+        ``startup_seconds`` is the time from the pod's creation to its Ready condition,
+        as the cluster shows it; the list is ordered by ``ready_at``.
+        """
+        ...
+
 
 class ActuationResult(Protocol):
     """Outcome of an actuator call."""

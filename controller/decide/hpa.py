@@ -19,7 +19,7 @@ predictive planner composes with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from controller.decide import replicas, stabilize
 from controller.domain import Behavior, ControllerState, Decision, Observation, Plan, Reason, Recommendation
@@ -65,7 +65,7 @@ def plan(obs: Observation, params: HpaParams, state: ControllerState, now: float
     # A new HPA starts its history with the current count (recordInitialRecommendation),
     # so its first syncs cannot scale in below what the target already runs.
     if not state.recommendations:
-        state = ControllerState((Recommendation(current, now),), state.scale_up_events, state.scale_down_events)
+        state = replace(state, recommendations=(Recommendation(current, now),))
 
     # 1. Guards, in the order of reconcileAutoscaler; none of them records a recommendation.
     if current == 0 and params.min_replicas != 0:
@@ -136,7 +136,7 @@ def plan(obs: Observation, params: HpaParams, state: ControllerState, now: float
         reason = stab_reason
     else:
         reason = raw_reason
-    new_state = ControllerState(recs, state.scale_up_events, state.scale_down_events)
+    new_state = replace(state, recommendations=recs)
     return _finish(target, current, desired, reason, _MESSAGES.get(reason, str(reason)), stages, new_state, params, now)
 
 
@@ -176,7 +176,7 @@ def _finish(
         new_replicas=desired,
         now=now,
     )
-    return _plan(target, current, desired, reason, message, stages, ControllerState(state.recommendations, ups, downs))
+    return _plan(target, current, desired, reason, message, stages, replace(state, scale_up_events=ups, scale_down_events=downs))
 
 
 def _plan(

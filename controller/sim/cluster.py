@@ -40,11 +40,14 @@ class SimCluster:
     ready: int = 0
     starting: list[int] = field(default_factory=list)
     pods_created: int = 0
+    #: (ready tick, startup ticks) of every pod that became ready, in order.
+    readiness: list[tuple[int, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.startup_distribution not in ("fixed", "lognormal"):
             raise ValueError(f"unknown startup distribution {self.startup_distribution!r}")
         self._rng = np.random.default_rng(self.seed)
+        self._created: list[int] = []  # creation tick of each starting pod, parallel to ``starting``
         self._fixed_ticks = max(0, math.ceil(self.startup_seconds / TICK_SECONDS - 1e-9))
 
     @property
@@ -56,7 +59,14 @@ class SimCluster:
         """Move the clock to ``tick``; pods whose ready tick has come become ready."""
         self.tick = tick
         if self.starting:
-            still = [r for r in self.starting if r > tick]
+            still = []
+            for i, r in enumerate(self.starting):
+                if r > tick:
+                    still.append(r)
+                else:
+                    self.readiness.append((r, r - self._created[i]))
+            if len(still) != len(self.starting):
+                self._created = [c for c, r in zip(self._created, self.starting) if r > tick]
             self.ready += len(self.starting) - len(still)
             self.starting = still
 
@@ -76,14 +86,17 @@ class SimCluster:
                 self.pods_created += 1
                 if ticks == 0:
                     self.ready += 1
+                    self.readiness.append((self.tick, 0))
                 else:
                     self.starting.append(self.tick + ticks)
+                    self._created.append(self.tick)
         elif diff < 0:
             remove = -diff
             # Not-yet-ready pods go first, youngest (last created) first.
             from_starting = min(remove, len(self.starting))
             if from_starting:
                 del self.starting[len(self.starting) - from_starting :]
+                del self._created[len(self._created) - from_starting :]
             self.ready -= remove - from_starting
 
 
@@ -129,11 +142,23 @@ class SimMetrics:
 class SimPods:
     """The ``PodCounter`` port on the simulated cluster."""
 
-    def __init__(self, cluster: SimCluster) -> None:
+    def __init__(self, cluster: SimCluster, *, t0: float) -> None:
         self._cluster = cluster
+        self._t0 = t0
+        self._seen = 0  # readiness events already returned once (they are only ever appended)
 
     async def pod_counts(self, target: WorkloadRef) -> tuple[int, int]:
         return self._cluster.ready, len(self._cluster.starting)
+
+    async def recent_startups(self, target: WorkloadRef, *, since: float) -> list[tuple[float, float]]:
+        events = self._cluster.readiness
+        # Fast path for the usual caller, which asks for what is new since its last call.
+        start = self._seen
+        while start > 0 and self._t0 + events[start - 1][0] * TICK_SECONDS > since:
+            start -= 1
+        out = [(self._t0 + r * TICK_SECONDS, s * TICK_SECONDS) for r, s in events[start:]]
+        self._seen = len(events)
+        return [e for e in out if e[0] > since]
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,17 +22,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from controller.decide import hpa
+from controller.decide import hpa, planner
 from controller.domain import WorkloadRef
 from controller.errors import UserError
-from controller.policies import HpaPolicy, Policy, PolicyPorts
+from controller.policies import HpaPolicy, Policy, PolicyPorts, PredictivePolicy
 from controller.sim.cluster import SimActuator, SimClock, SimCluster, SimMetrics, SimPods
 from controller.sim.oracle import OraclePolicy
 from controller.sim.results import DecisionRecord, RunResult, Score
 from controller.sim.scenario import TICK_SECONDS, Scenario, oracle_alive, startup_ticks
 
 #: The policies ``simulate`` knows, in the order reports list them.
-POLICY_NAMES = ("hpa", "oracle")
+POLICY_NAMES = ("hpa", "scaleahead", "oracle")
+
+#: What scaleahead assumes before it has seen a pod start: the settings' default, not the run's.
+DEFAULT_STARTUP_PRIOR_SECONDS = 120.0
 
 TARGET = WorkloadRef(namespace="sim", name="workload")
 
@@ -46,6 +49,7 @@ class SimConfig:
     seed: int = 0
     hpa_target: float = 0.7
     min_replicas: int = 1
+    forecast_model: str = "auto"
 
     def __post_init__(self) -> None:
         if self.startup_seconds < 0:
@@ -71,7 +75,22 @@ def _build_oracle(ports: PolicyPorts, scenario: Scenario, config: SimConfig) -> 
     return OraclePolicy(ports, t0=float(scenario.times[0]), alive=alive)
 
 
-BUILDERS: dict[str, PolicyBuilder] = {"hpa": _build_hpa, "oracle": _build_oracle}
+def _build_scaleahead(ports: PolicyPorts, scenario: Scenario, config: SimConfig) -> Policy:
+    # One set of defaults for every trace: the planner's and the forecaster's own.
+    # The startup time is learned from the pods; the prior is only the first guess.
+    import models
+
+    params = planner.PlannerParams(min_replicas=config.min_replicas)
+    return PredictivePolicy(
+        ports,
+        params,
+        forecaster_factory=lambda: models.create(config.forecast_model, max_horizon_steps=16),
+        startup_prior_seconds=DEFAULT_STARTUP_PRIOR_SECONDS,
+        record_forecast=True,
+    )
+
+
+BUILDERS: dict[str, PolicyBuilder] = {"hpa": _build_hpa, "scaleahead": _build_scaleahead, "oracle": _build_oracle}
 
 
 def parse_policies(text: str) -> list[str]:
@@ -121,7 +140,7 @@ async def run_async(
     ports = PolicyPorts(
         clock=clock,
         metrics=SimMetrics(clock=clock, t0=float(times[0]), observed=observed),
-        pods=SimPods(cluster),
+        pods=SimPods(cluster, t0=float(times[0])),
         actuator=SimActuator(cluster),
     )
     instance = (builder or BUILDERS[policy])(ports, scenario, config)

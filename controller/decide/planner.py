@@ -1,0 +1,293 @@
+"""The predictive replica planner: provision for the load expected when a new pod would be ready.
+
+``plan()`` composes named stages, in this order, each with a reason:
+
+1. ``confidence`` -- score the forecast intervals that came due against what was
+   observed. When recent outcomes fall inside the model's own central interval
+   much less often than they should, widen the provisioning quantile; when they
+   almost never do, do not use the forecast at all this tick.
+2. ``forecast_replicas`` -- the provisioning quantile of the forecast at
+   ``now + lead`` (lead = startup estimate + metrics lag + one tick) divided by
+   what one pod serves at the target utilisation.
+3. ``floor_replicas`` -- the reactive floor: the HPA's replica calculation on the
+   load observed now (at the target utilisation; at the HPA's own 0.7 when the
+   forecast is not trusted or missing), so a surprise is met as the HPA would meet it.
+   ``raw_replicas`` is the larger of the two. Pods already starting are part of the
+   current count, so they are capacity in flight and are never ordered twice.
+4. ``stabilized_replicas`` / ``rate_limited_replicas`` -- the stabilisation band,
+   the Pods/Percent rate policies per direction and the scale-in tolerance.
+5. ``guarded_replicas`` -- never scale in below what the forecast needs at any time
+   before a replacement pod could be ready (the next lead interval).
+6. ``desired_replicas`` -- min/max bounds.
+
+The function is pure: time, forecast and state are arguments; the new state is
+returned in the ``Plan``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from controller.decide import replicas, stabilize
+from controller.domain import (
+    Behavior,
+    ControllerState,
+    Decision,
+    Observation,
+    Plan,
+    PolicyType,
+    Reason,
+    Recommendation,
+    ScalingPolicy,
+    ScalingRules,
+    SelectPolicy,
+)
+from models.base import Forecast
+
+UNBOUNDED_REPLICAS = 2**31 - 1
+
+
+def default_predictive_behavior() -> Behavior:
+    """Scale up as fast as needed (the forecast already looks ahead); scale in after a short window.
+
+    Scale-up: no window, up to +4 pods or +100% per 15 s, whichever is more (the
+    Kubernetes default). Scale-down: a 300 s window (the HPA's), at most -50% per 60 s,
+    so a forecast dip never empties the workload at once.
+    """
+    return Behavior(
+        scale_up=ScalingRules(
+            stabilization_window_seconds=0,
+            select_policy=SelectPolicy.Max,
+            policies=(ScalingPolicy(PolicyType.Pods, 4, 15), ScalingPolicy(PolicyType.Percent, 100, 15)),
+        ),
+        scale_down=ScalingRules(
+            stabilization_window_seconds=300,
+            select_policy=SelectPolicy.Max,
+            policies=(ScalingPolicy(PolicyType.Percent, 50, 60),),
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerParams:
+    """Tuning of the predictive planner (one set of defaults for every workload).
+
+    Attributes:
+        target_utilization_ratio: utilisation the forecast quantile is provisioned at.
+        quantile: forecast quantile provisioned for.
+        widened_quantile: quantile used while the forecast's intervals miss too often.
+        fallback_utilization_ratio: target of the reactive floor when the forecast is
+            missing or not trusted (the HPA's usual 0.7).
+        tolerance: the HPA's tolerance, used by the reactive floor.
+        scale_in_tolerance: a scale-in smaller than this fraction of the current count is skipped.
+        interval: the central interval whose coverage the confidence gate checks.
+        gate_window: how many recent outcomes the gate looks at.
+        widen_below_coverage: coverage below which the quantile is widened.
+        reactive_below_coverage: coverage below which the forecast is not used.
+    """
+
+    min_replicas: int = 1
+    max_replicas: int = UNBOUNDED_REPLICAS
+    capacity_per_pod: float = 1.0
+    target_utilization_ratio: float = 0.9
+    quantile: float = 0.9
+    widened_quantile: float = 0.975
+    fallback_utilization_ratio: float = 0.7
+    tolerance: float = 0.1
+    scale_in_tolerance: float = 0.1
+    behavior: Behavior = field(default_factory=default_predictive_behavior)
+    interval: tuple[float, float] = (0.1, 0.9)
+    gate_window: int = 40
+    widen_below_coverage: float = 0.6
+    reactive_below_coverage: float = 0.3
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """How far ahead this tick looks, in seconds."""
+
+    lead_seconds: float
+    startup_seconds: float
+
+
+def plan(
+    obs: Observation,
+    forecast: Forecast | None,
+    params: PlannerParams,
+    state: ControllerState,
+    now: float,
+    *,
+    timing: Timing,
+    target: str = "",
+) -> Plan:
+    """Plan the replica count of one workload for this tick.
+
+    Args:
+        obs: load observed now (pod units times ``capacity_per_pod``), pod counts, current replicas.
+        forecast: the load forecast made from the observations up to now, or ``None``.
+        params: planner tuning.
+        state: history from earlier ticks.
+        now: the tick time (seconds).
+        timing: the lead time and the current startup estimate.
+        target: name of the workload, for the decision.
+
+    Returns:
+        A ``Plan`` with one decision whose ``stages`` list each named value and its reason.
+    """
+    current = obs.current_replicas
+    per_pod = params.capacity_per_pod * params.target_utilization_ratio
+    if not state.recommendations:
+        # Like a new HPA: the first syncs never scale in below what already runs.
+        state = replace(state, recommendations=(Recommendation(current, now),))
+
+    # 1. Confidence: did recent outcomes fall inside the intervals forecast for them?
+    pending, hits = _score_due_checks(state, obs, now, params.gate_window)
+    coverage = sum(hits) / len(hits) if len(hits) >= params.gate_window // 2 else 1.0
+    if forecast is None:
+        mode, gate_reason = "reactive", Reason.NoForecast
+    elif coverage < params.reactive_below_coverage:
+        mode, gate_reason = "reactive", Reason.ForecastDistrusted
+    elif coverage < params.widen_below_coverage:
+        mode, gate_reason = "widened", Reason.QuantileWidened
+    else:
+        mode, gate_reason = "forecast", Reason.ForecastTrusted
+    q = params.widened_quantile if mode == "widened" else params.quantile
+    if forecast is not None:
+        lo, hi = (float(forecast.quantile(level)[_index(forecast, now + timing.lead_seconds)]) for level in params.interval)
+        pending = (*pending, (now + timing.lead_seconds, lo, hi))
+
+    # 2. What the forecast needs when a pod ordered now would be ready.
+    if mode == "reactive":
+        forecast_replicas = 0
+        path = None
+    else:
+        path = forecast.quantile(q)
+        forecast_replicas = _pods(float(path[_index(forecast, now + timing.lead_seconds)]), per_pod)
+
+    # 3. The reactive floor: the HPA calculation on the load seen now.
+    floor_target = params.fallback_utilization_ratio if mode == "reactive" else params.target_utilization_ratio
+    floor_replicas, floor_reason = replicas.calculate_replicas(
+        current_replicas=current,
+        ready=obs.ready,
+        starting=obs.starting,
+        load=obs.load,
+        target_utilization_ratio=floor_target,
+        tolerance=params.tolerance,
+        capacity_per_pod=params.capacity_per_pod,
+    )
+    if obs.load is None:
+        # Missing data never scales in: hold at least the current count.
+        floor_replicas = max(floor_replicas, current)
+    raw = max(forecast_replicas, floor_replicas)
+    raw_reason = Reason.ForecastAboveFloor if forecast_replicas > floor_replicas else floor_reason
+
+    # 4. Stabilise, limit the rate, and skip scale-ins too small to be worth an action.
+    stabilized, stab_reason, recs = stabilize.stabilize_with_behavior(
+        recommendations=state.recommendations,
+        desired_replicas=raw,
+        current_replicas=current,
+        now=now,
+        behavior=params.behavior,
+    )
+    limited, limit_reason = stabilize.bound_with_behavior(
+        current_replicas=current,
+        desired_replicas=stabilized,
+        min_replicas=0,
+        max_replicas=UNBOUNDED_REPLICAS,
+        behavior=params.behavior,
+        scale_up_events=state.scale_up_events,
+        scale_down_events=state.scale_down_events,
+        now=now,
+    )
+    if limited < current and current - limited < params.scale_in_tolerance * current:
+        limited, limit_reason = current, Reason.ScaleInWithinTolerance
+
+    # 5. Scale-in guard: keep what the forecast needs before a replacement could start.
+    guarded, guard_reason = limited, Reason.DesiredWithinRange
+    if limited < current and path is not None:
+        horizon_end = _index(forecast, now + timing.lead_seconds)
+        need = _pods(float(np.max(path[: horizon_end + 1])), per_pod)
+        if need > limited:
+            guarded, guard_reason = min(need, current), Reason.ScaleInGuard
+
+    # 6. Bounds.
+    desired = min(max(guarded, params.min_replicas), params.max_replicas)
+    if desired > guarded:
+        bound_reason = Reason.TooFewReplicas
+    elif desired < guarded:
+        bound_reason = Reason.TooManyReplicas
+    else:
+        bound_reason = Reason.DesiredWithinRange
+
+    stages = (
+        ("confidence", round(100 * coverage), gate_reason),
+        ("forecast_replicas", forecast_replicas, gate_reason),
+        ("floor_replicas", floor_replicas, floor_reason),
+        ("raw_replicas", raw, raw_reason),
+        ("stabilized_replicas", stabilized, stab_reason),
+        ("rate_limited_replicas", limited, limit_reason),
+        ("guarded_replicas", guarded, guard_reason),
+        ("desired_replicas", desired, bound_reason),
+    )
+    reason = _deciding_reason(stages)
+    ups, downs = stabilize.record_scale_event(
+        scale_up_events=state.scale_up_events,
+        scale_down_events=state.scale_down_events,
+        behavior=params.behavior,
+        previous_replicas=current,
+        new_replicas=desired,
+        now=now,
+    )
+    new_state = replace(
+        state,
+        recommendations=recs,
+        scale_up_events=ups,
+        scale_down_events=downs,
+        pending_checks=pending,
+        interval_hits=hits,
+    )
+    kind = "scale" if desired != current else "no-op"
+    message = f"{mode} mode, q={q:g}, lead {timing.lead_seconds:.0f} s, coverage {coverage:.0%}"
+    return Plan((Decision(kind, target, current, desired, reason, message, stages),), new_state)
+
+
+def _pods(load: float, per_pod: float) -> int:
+    if not math.isfinite(load) or load <= 0:
+        return 0
+    return math.ceil(load / per_pod - 1e-9)
+
+
+def _index(forecast: Forecast, at: float) -> int:
+    """Index of the forecast point that covers time ``at`` (the first point at or after it)."""
+    k = math.ceil((at - forecast.start) / forecast.step_seconds - 1e-9)
+    return min(max(k, 0), forecast.horizon_steps - 1)
+
+
+def _score_due_checks(
+    state: ControllerState, obs: Observation, now: float, window: int
+) -> tuple[tuple[tuple[float, float, float], ...], tuple[bool, ...]]:
+    """Compare the intervals that came due with the load observed now."""
+    if obs.load is None:
+        return state.pending_checks, state.interval_hits
+    hits = list(state.interval_hits)
+    pending = []
+    for due, lo, hi in state.pending_checks:
+        if due <= now:
+            hits.append(lo <= obs.load <= hi)
+        else:
+            pending.append((due, lo, hi))
+    return tuple(pending), tuple(hits[-window:])
+
+
+def _deciding_reason(stages: tuple[tuple[str, int, Reason], ...]) -> Reason:
+    """The reason of the last stage that changed the count (from raw_replicas on)."""
+    names = [s[0] for s in stages]
+    start = names.index("raw_replicas")
+    reason = stages[start][2]
+    for prev, cur in zip(stages[start:], stages[start + 1 :]):
+        if cur[1] != prev[1]:
+            reason = cur[2]
+    return reason
