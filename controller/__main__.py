@@ -17,19 +17,13 @@ from controller.errors import UserError
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every sub-command registered."""
-    from controller import configcli, simcli
+    from controller import backtestcli, configcli, forecastcli, simcli
 
     parser = argparse.ArgumentParser(prog="scaleahead", description="Predictive autoscaling for Kubernetes.")
     parser.add_argument("--version", action="version", version=f"scaleahead {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (configcli, simcli):
+    for module in (simcli, backtestcli, forecastcli, configcli):
         module.add_parser(sub)
-    try:
-        from controller import forecastcli
-    except ImportError:  # the forecasting CLI is optional until models/ lands
-        pass
-    else:
-        forecastcli.add_parser(sub)
     return parser
 
 

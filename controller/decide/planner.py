@@ -165,7 +165,9 @@ def plan(
         path = None
     else:
         path = forecast.quantile(q)
-        forecast_replicas = _pods(float(path[_index(forecast, now + timing.lead_seconds)]), per_pod)
+        # Cover every moment until a pod ordered now could serve, as the oracle does.
+        window = path[_index(forecast, now) : _index(forecast, now + timing.lead_seconds) + 1]
+        forecast_replicas = _pods(float(np.max(window)), per_pod)
 
     # 3. The reactive floor: the HPA calculation on the load seen now.
     floor_target = params.fallback_utilization_ratio if mode == "reactive" else params.target_utilization_ratio
@@ -208,8 +210,7 @@ def plan(
     # 5. Scale-in guard: keep what the forecast needs before a replacement could start.
     guarded, guard_reason = limited, Reason.DesiredWithinRange
     if limited < current and path is not None:
-        horizon_end = _index(forecast, now + timing.lead_seconds)
-        need = _pods(float(np.max(path[: horizon_end + 1])), per_pod)
+        need = forecast_replicas
         if need > limited:
             guarded, guard_reason = min(need, current), Reason.ScaleInGuard
 

@@ -1,0 +1,105 @@
+"""Issue #4's bar: scaleahead against hpa (target 0.7) on every trace of ../shared/traces.
+
+Runs `scaleahead simulate --policy hpa,scaleahead,oracle --json` (one process per
+startup setting: fixed 30, 120 and 300 s, and the log-normal variant at 120 s),
+prints one table per setting and then, per setting, which of the issue's
+statements hold:
+
+- on every trace, scaleahead's pod_hours and unserved_pct are no higher than hpa's;
+- on at least 8 of 11 traces, unserved_pct <= max(hpa / 3, 0.05) at no more pod_hours;
+- where hpa leaves at most 0.01% unserved, cost_ratio <= 1.2 with unserved_pct <= 0.01;
+- scale_actions <= hpa's on at least 8 of 11 traces, and never more than 1.5 times.
+
+Usage: python benchmarks/policy_bars.py [--traces-dir ../shared/traces] [--settings fixed:30,fixed:120,fixed:300,lognormal:120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(traces: list[Path], distribution: str, startup: float, jobs: int) -> list[dict]:
+    """One simulate process per trace (up to ``jobs`` at once), results in trace order."""
+    procs = []
+    rows: list[dict] = []
+    pending = list(traces)
+    running: list[tuple[Path, subprocess.Popen]] = []
+    results: dict[Path, list[dict]] = {}
+    while pending or running:
+        while pending and len(running) < jobs:
+            t = pending.pop(0)
+            cmd = [sys.executable, "-m", "controller", "simulate", "--trace", str(t), "--policy", "hpa,scaleahead,oracle",
+                   "--startup-seconds", f"{startup:g}", "--startup-distribution", distribution, "--json", "--no-progress"]
+            running.append((t, subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+        time.sleep(0.2)
+        for t, p in list(running):
+            if p.poll() is not None:
+                out, err = p.communicate()
+                if p.returncode:
+                    raise SystemExit(f"simulate failed on {t}: {err}")
+                results[t] = [json.loads(line) for line in out.splitlines() if line.strip()]
+                running.remove((t, p))
+    for t in traces:
+        rows.extend(results[t])
+    del procs
+    return rows
+
+
+def check(rows: list[dict]) -> list[str]:
+    by = {}
+    for r in rows:
+        by.setdefault(r["trace"], {})[r["policy"]] = r
+    n = len(by)
+    both = better = cheap_ok = cheap_n = actions_le = 0
+    actions_max = 0.0
+    lines = ["| trace | hpa unserved % | sa unserved % | hpa pod-h | sa pod-h | sa cost ratio | hpa actions | sa actions | no worse | 1/3 unserved | actions <= |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|:-:|:-:|:-:|"]
+    for trace, d in by.items():
+        h, s = d["hpa"], d["scaleahead"]
+        no_worse = s["pod_hours"] <= h["pod_hours"] and s["unserved_pct"] <= h["unserved_pct"]
+        third = s["unserved_pct"] <= max(h["unserved_pct"] / 3, 0.05) and s["pod_hours"] <= h["pod_hours"]
+        both += no_worse
+        better += third
+        if h["unserved_pct"] <= 0.01:
+            cheap_n += 1
+            cheap_ok += s["cost_ratio"] <= 1.2 and s["unserved_pct"] <= 0.01
+        actions_le += s["scale_actions"] <= h["scale_actions"]
+        actions_max = max(actions_max, s["scale_actions"] / max(h["scale_actions"], 1))
+        lines.append(f"| {trace} | {h['unserved_pct']:.3f} | {s['unserved_pct']:.3f} | {h['pod_hours']:.0f} | {s['pod_hours']:.0f} | "
+                     f"{s['cost_ratio']:.3f} | {h['scale_actions']} | {s['scale_actions']} | {'yes' if no_worse else 'no'} | "
+                     f"{'yes' if third else 'no'} | {'yes' if s['scale_actions'] <= h['scale_actions'] else 'no'} |")
+    lines.append("")
+    lines.append(f"- no worse than hpa on both axes: {both}/{n} traces (bar: {n}/{n})")
+    lines.append(f"- unserved <= max(hpa/3, 0.05) at no more pod-hours: {better}/{n} (bar: 8/{n})")
+    lines.append(f"- where hpa leaves <= 0.01% unserved: cost_ratio <= 1.2 and unserved <= 0.01 on {cheap_ok}/{cheap_n}")
+    lines.append(f"- scale_actions <= hpa's: {actions_le}/{n} (bar: 8/{n}); worst ratio {actions_max:.2f} (bar: <= 1.5)")
+    walls = [r["wall_seconds"] for r in rows if r["policy"] == "scaleahead"]
+    lines.append(f"- scaleahead wall seconds per trace: max {max(walls):.1f}, median {sorted(walls)[len(walls) // 2]:.1f}")
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--traces-dir", default=str(ROOT.parent / "shared" / "traces"))
+    ap.add_argument("--settings", default="fixed:30,fixed:120,fixed:300,lognormal:120")
+    ap.add_argument("--jobs", type=int, default=2, help="simulate processes at once (default 2)")
+    args = ap.parse_args()
+    traces = sorted(Path(args.traces_dir).glob("*.csv"))
+    for setting in args.settings.split(","):
+        distribution, startup = setting.split(":")
+        print(f"\n### startup {startup} s, {distribution}: scaleahead simulate --trace <each trace> "
+              f"--policy hpa,scaleahead,oracle --startup-seconds {startup} --startup-distribution {distribution} --json\n", flush=True)
+        rows = run(traces, distribution, float(startup), args.jobs)
+        print("\n".join(check(rows)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
