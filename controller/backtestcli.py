@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import math
 import re
 import shlex
@@ -55,6 +56,7 @@ __all__ = [
     "MAX_POINTS",
     "MAX_RANGE_SECONDS",
     "BacktestRange",
+    "PrometheusConnection",
     "add_parser",
     "fetch_series",
     "format_time",
@@ -80,6 +82,7 @@ _RELATIVE = re.compile(r"(?:now)?-((?:\d+(?:\.\d+)?[smhdw])+)")
 _RELATIVE_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIX = re.compile(r"[+]?\d+(?:\.\d*)?|[+]?\.\d+")
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")\]]+")
 
 
 # --------------------------------------------------------------------------- the command line
@@ -143,10 +146,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--json", action="store_true", help="print one JSON object per policy (BENCHMARK.md section 5)")
     out.add_argument("--report", metavar="OUT.html", help="write a self-contained HTML report with plots")
     p.set_defaults(func=_backtest)
+    # argparse reads any word that starts with "-" as an option unless it looks like a negative
+    # number, so `--start -7d` would fail with "expected one argument". Teach this parser that a
+    # relative time is a value too (no option of it looks like one); `--start=-7d` works anyway.
+    if hasattr(p, "_negative_number_matcher"):
+        p._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-(?:\d+(?:\.\d+)?[smhdwSMHDW])+$")
 
 
 @dataclass(frozen=True)
-class _Connection:
+class PrometheusConnection:
+    """Where and how to reach Prometheus: the flags, else the settings' ``metrics`` group, else the defaults."""
+
     url: str
     bearer_token_file: str | None
     ca_file: str | None
@@ -165,7 +175,7 @@ def _backtest(args: argparse.Namespace) -> int:
 
     # Check everything the user typed before asking Prometheus anything.
     policies = engine.parse_policies(args.policy)
-    rng = resolve_range(args.start, args.end, args.step_seconds)
+    rng = resolve_range(start=args.start, end=args.end, step_seconds=args.step_seconds)
     conn = _connection(args, settings)
     config = engine.SimConfig(
         startup_seconds=_startup_seconds(args, settings),
@@ -209,7 +219,7 @@ def _backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _connection(args: argparse.Namespace, settings) -> _Connection:
+def _connection(args: argparse.Namespace, settings) -> PrometheusConnection:
     metrics = settings.metrics if settings is not None else None
     url = args.prometheus or (metrics.prometheus_url if metrics is not None else None)
     if not url:
@@ -239,7 +249,7 @@ def _connection(args: argparse.Namespace, settings) -> _Connection:
         timeout = metrics.timeout_seconds if metrics is not None else DEFAULT_TIMEOUT_SECONDS
     if not (math.isfinite(timeout) and timeout > 0):
         raise UserError(f"--timeout-seconds must be positive, got {timeout:g}")
-    return _Connection(url=url.rstrip("/"), bearer_token_file=token, ca_file=ca_file,
+    return PrometheusConnection(url=url.rstrip("/"), bearer_token_file=token, ca_file=ca_file,
                        insecure_skip_verify=insecure, timeout_seconds=float(timeout))
 
 
@@ -285,25 +295,30 @@ def _check_report_path(path: str) -> None:
         raise UserError(f"cannot write the report {path}: it is a directory")
 
 
-def _command_line(args: argparse.Namespace, conn: _Connection, rng: BacktestRange) -> str:
-    """The command that replays the same range: times resolved, defaults from the settings made explicit."""
+def _command_line(args: argparse.Namespace, conn: PrometheusConnection, rng: BacktestRange) -> str:
+    """The command that replays the same range: the flags as given, with the times resolved to RFC 3339."""
     parts = ["scaleahead", "backtest", "--prometheus", conn.url, "--query", args.query,
-             "--start", format_time(rng.start), "--end", format_time(rng.end), "--step-seconds", f"{rng.step_seconds:g}"]
-    if args.name:
-        parts += ["--name", args.name]
-    if args.settings:
-        parts += ["--settings", args.settings]
-    parts += ["--policy", args.policy]
-    for flag, value in (("--startup-seconds", args.startup_seconds), ("--peak-pods", args.peak_pods),
-                        ("--capacity-per-pod", args.capacity_per_pod)):
-        if value is not None:
-            parts += [flag, f"{value:g}"]
+             "--start", format_time(rng.start), "--end", format_time(rng.end), "--step-seconds", _num(rng.step_seconds)]
+    for flag, value in (("--name", args.name), ("--settings", args.settings), ("--policy", args.policy),
+                        ("--bearer-token-file", args.bearer_token_file), ("--ca-file", args.ca_file)):
+        if value:
+            parts += [flag, value]
+    for flag, number in (("--startup-seconds", args.startup_seconds), ("--peak-pods", args.peak_pods),
+                         ("--capacity-per-pod", args.capacity_per_pod), ("--timeout-seconds", args.timeout_seconds)):
+        if number is not None:
+            parts += [flag, _num(number)]
+    if args.insecure_skip_tls_verify:
+        parts.append("--insecure-skip-tls-verify")
     if args.startup_distribution != "fixed":
         parts += ["--startup-distribution", args.startup_distribution, "--seed", str(args.seed)]
     if args.hpa_target != 0.7:
-        parts += ["--hpa-target", f"{args.hpa_target:g}"]
+        parts += ["--hpa-target", _num(args.hpa_target)]
     parts += ["--report", args.report]
     return " ".join(shlex.quote(p) for p in parts)
+
+
+def _num(value: float) -> str:
+    return f"{value:.15g}"
 
 
 # --------------------------------------------------------------------------- times
@@ -374,14 +389,15 @@ def format_time(unix_seconds: float) -> str:
     return text.replace("+00:00", "Z")
 
 
-def resolve_range(start: str, end: str, step_seconds: float, *, now: float | None = None) -> BacktestRange:
+def resolve_range(*, start: str, end: str, step_seconds: float, now: float | None = None) -> BacktestRange:
     """Parse ``--start``/``--end`` against one ``now`` and check the range and the step.
 
     Raises:
         UserError: an unreadable time, ``end <= start``, a range over 90 days, a step
             that is not positive or longer than the range, or more than ``MAX_POINTS`` points.
     """
-    now = time.time() if now is None else now
+    # One "now" for both ends, in whole seconds so that messages and the report's command read well.
+    now = float(math.floor(time.time())) if now is None else now
     t0 = parse_time(start, now=now, flag="--start")
     t1 = parse_time(end, now=now, flag="--end")
     if not t1 > t0:
@@ -406,7 +422,7 @@ def resolve_range(start: str, end: str, step_seconds: float, *, now: float | Non
 # --------------------------------------------------------------------------- fetching and converting
 
 
-async def fetch_series(conn: _Connection, query: str, rng: BacktestRange) -> Series:
+async def fetch_series(conn: PrometheusConnection, query: str, rng: BacktestRange) -> Series:
     """Run the range query through the Prometheus adapter (its own thread pool, chunked, retried).
 
     Raises:
@@ -423,14 +439,39 @@ async def fetch_series(conn: _Connection, query: str, rng: BacktestRange) -> Ser
         )
     except ValueError as exc:
         raise UserError(f"Prometheus {conn.url}: {exc}") from None
-    async with source:
-        try:
+    # The adapter logs a warning per retry; the command reports the outcome as one line instead.
+    adapter_log = logging.getLogger(PrometheusMetricsSource.__module__)
+    level = adapter_log.level
+    adapter_log.setLevel(logging.ERROR)
+    try:
+        async with source:
             return await source.range(query, rng.start, rng.end, rng.step_seconds)
-        except MetricsUnavailable as exc:
-            reason = " ".join(str(exc).split())
-            if not reason.startswith(f"Prometheus {conn.url}"):
-                reason = f"Prometheus {conn.url}: {reason}"
-            raise UserError(f"cannot fetch the series: {reason}") from None
+    except MetricsUnavailable as exc:
+        raise UserError(f"cannot fetch the series from Prometheus {conn.url}{_reason(exc, conn.url)}") from None
+    finally:
+        adapter_log.setLevel(level)
+
+
+def _reason(exc: MetricsUnavailable, url: str) -> str:
+    """The adapter's message on one line, without what the caller already says and requests' wrapping.
+
+    Returns ``" (after N attempts): detail"`` or ``": detail"``.
+    """
+    text = " ".join(str(exc).split())
+    head = f"Prometheus {url} "
+    attempts = ""
+    if text.startswith(head):  # "Prometheus URL query_range 'q'[ after N attempts]: detail"
+        text = text[len(head):].removeprefix("query_range ").removeprefix(repr(exc.query))
+        after = re.match(r"\s*(after \d+ attempts?)", text)
+        if after:
+            attempts, text = f" ({after.group(1)})", text[after.end():]
+        text = text.lstrip(": ")
+    # requests wraps the OS error in three layers of reprs; the errno text is what a user can act on.
+    if text.startswith("connection failed:"):
+        errno = _ERRNO.search(text)
+        if errno:
+            text = f"connection failed: {errno.group(0)}"
+    return f"{attempts}: {text}"
 
 
 def trace_from_series(series: Series, *, name: str, query: str, rng: BacktestRange) -> Trace:
