@@ -10,8 +10,8 @@ wall clock. The method is the autocorrelation function, computed with an FFT in 
    above ``threshold`` and rises at least ``min_prominence`` above the trough before it. A smooth but
    aperiodic series has a decaying ACF without such a trough, and white noise stays near zero.
 3. The strongest candidate that fits at least three times whose integer fraction is also strong is reduced to that fundamental
-   (hourly spikes show peaks at 12, 24, 36, ... steps; the period is 12), then refined from the highest
-   multiple still visible (a 1440-minute day read at lag 7 x 1440 is exact to 1/7 of a step).
+   (hourly spikes show peaks at 12, 24, 36, ... steps; the period is 12), then refined by epoch
+   folding (the length whose per-phase means explain most variance).
 4. A second, longer period is kept when a multiple of the first is clearly more correlated (the weekly
    cycle on top of the daily one).
 """
@@ -78,25 +78,27 @@ def _peaks(acf: np.ndarray, *, min_period: int, threshold: float, min_prominence
     return found
 
 
-def _refine(acf: np.ndarray, period: int) -> int:
-    """Refine ``period`` with a comb: the lag whose multiples have the highest mean autocorrelation.
+def _refine(x: np.ndarray, period: int) -> int:
+    """Refine ``period`` by epoch folding: the length whose folded mean profile explains most variance.
 
-    A broad ACF peak (a smooth daily cycle) locates the period only to a few percent; its multiples
-    sharpen it, because an error of d steps becomes k * d at the k-th multiple.
+    A broad ACF peak (a smooth daily cycle) locates the period only to a few percent. Folding the series
+    at a wrong length smears the profile over the cycles, so the share of variance explained by the
+    per-phase means peaks sharply at the true length.
     """
-    max_lag = acf.size - 1
-    multiples = max(1, max_lag // period)
-    if multiples == 1:
-        return period
+    n = x.size
     spread = period // 20 + 1
     best, best_score = period, -np.inf
-    for cand in range(max(2, period - spread), period + spread + 1):
-        lags = np.rint(cand * np.arange(1, max_lag // cand + 1)).astype(int)
-        if lags.size < 2:
-            continue
-        score = float(acf[lags].mean())
-        if score > best_score:
-            best, best_score = cand, score
+    total = float(np.dot(x, x))
+    if total <= 0.0:
+        return period
+    for cand in range(max(2, period - spread), min(period + spread, n // 2) + 1):
+        phase = np.arange(n) % cand
+        sums = np.bincount(phase, weights=x, minlength=cand)
+        counts = np.bincount(phase, minlength=cand)
+        # variance of the per-phase means, penalised for the number of phases (more bins fit more noise)
+        explained = float(np.sum(sums * sums / counts)) - cand * total / n
+        if explained > best_score:
+            best, best_score = cand, explained
     return best
 
 
@@ -155,7 +157,7 @@ def detect_periods(
         if abs(ratio - round(ratio)) <= 0.1 and acf[lag] >= 0.5 * acf[strongest]:
             primary = lag
             break
-    primary = _refine(acf, primary)
+    primary = _refine(x, primary)
     periods = [primary]
 
     # A longer cycle (weekly over daily) is kept when a multiple of the primary is clearly stronger.

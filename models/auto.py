@@ -1,0 +1,183 @@
+"""The automatic model: per series and per horizon, the candidate with the lowest recent pinball loss.
+
+Every candidate runs side by side. Each one's recent score is its mean pinball loss (over the quantiles
+0.025, 0.1, 0.5, 0.9, 0.975) on rolling-origin forecasts: first those of the replay that calibrates it
+at fit time, then, between refits, those it made on every ``update`` (a prequential backtest that costs
+nothing extra, since the calibration layer scores them anyway). Design choices:
+
+* **Per-horizon choice.** The best model one step ahead is often not the best fifteen steps ahead
+  (smoothing wins early, the seasonal profile later), so the forecast path is assembled per horizon.
+* **Naive unless clearly better.** A candidate replaces the naive model only when its recent loss is
+  at least ``margin`` below naive's. On a random walk nothing beats naive and noise in the scores
+  would otherwise pick a worse model half of the time; the issue requires the selector never to do
+  worse than naive.
+* **Schedules.** The choice is refreshed every ``select_interval_steps`` updates (cheap: it compares
+  stored scores) and all candidates are refitted every ``refit_interval_steps`` (expensive; the
+  controller should rather call ``fit`` itself off the event loop and pass ``refit_interval_steps=0``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar, Self
+
+import numpy as np
+
+from models import base, create, register
+from models.core import DAY_SECONDS, Buffer
+
+CANDIDATES: tuple[str, ...] = ("naive", "seasonal_naive", "ets", "stl", "quantile_gbm")
+
+
+@register("auto")
+class AutoSelect:
+    """Chooses among ``candidates`` by recent pinball loss, per horizon; naive is the reactive default."""
+
+    name: ClassVar[str] = "auto"
+
+    def __init__(
+        self,
+        *,
+        candidates: Sequence[str] = CANDIDATES,
+        margin: float = 0.03,
+        refit_interval_steps: int | None = None,
+        select_interval_steps: int | None = None,
+        max_horizon_steps: int = 16,
+        seed: int = 0,
+        history_seconds: float = 14 * DAY_SECONDS,
+        **shared: object,
+    ) -> None:
+        """Args:
+        candidates: Registered model names to choose from; ``naive`` is always added.
+        margin: Relative improvement over naive a candidate needs to be chosen.
+        refit_interval_steps: Refit every candidate after this many updated points; ``None`` means one
+            day of steps; ``0`` never (the caller refits).
+        select_interval_steps: Re-rank the candidates after this many points; ``None`` means one hour.
+        max_horizon_steps: As for every model: horizons with their own calibration and choice.
+        seed: Seed passed to every candidate.
+        history_seconds: History kept for internal refits and passed to the candidates.
+        **shared: Further shared settings passed to every candidate (see ``HistoryForecaster``).
+        """
+        names = list(dict.fromkeys(["naive", *candidates]))
+        if "auto" in names:
+            raise ValueError("auto cannot be its own candidate")
+        self.candidates = tuple(names)
+        self.margin = float(margin)
+        self.refit_interval_steps = refit_interval_steps
+        self.select_interval_steps = select_interval_steps
+        self.max_horizon_steps = max(int(max_horizon_steps), 1)
+        self.seed = int(seed)
+        self.history_seconds = float(history_seconds)
+        self.shared = dict(shared)
+        self.fitted_ = False
+
+    def fit(self, y: np.ndarray, *, step_seconds: float, start_seconds: float = 0.0) -> Self:
+        """Fit every candidate on ``y`` and choose among them (see ``models.base.Forecaster.fit``)."""
+        y = np.asarray(y, dtype=float).ravel()
+        self.step_seconds_ = float(step_seconds)
+        keep = max(int(self.history_seconds / self.step_seconds_), 64)
+        self.history_ = Buffer(y, keep)
+        self.start_seconds_ = float(start_seconds) + (y.size - len(self.history_)) * self.step_seconds_
+        self.models_ = {}
+        for name in self.candidates:
+            kwargs = {
+                "max_horizon_steps": self.max_horizon_steps,
+                "seed": self.seed,
+                "history_seconds": self.history_seconds,
+                "calibration": "adaptive",
+                **self.shared,
+            }
+            self.models_[name] = create(name, **kwargs).fit(y, step_seconds=step_seconds, start_seconds=start_seconds)
+        day = max(int(DAY_SECONDS / self.step_seconds_), 1)
+        hour = max(int(3600.0 / self.step_seconds_), 1)
+        self.refit_every_ = day if self.refit_interval_steps is None else int(self.refit_interval_steps)
+        self.select_every_ = hour if self.select_interval_steps is None else max(int(self.select_interval_steps), 1)
+        self.since_fit_ = 0
+        self.since_select_ = 0
+        self.fitted_ = True
+        self._select()
+        return self
+
+    def update(self, new_points: np.ndarray | float) -> Self:
+        """Update every candidate; re-rank or refit when their schedules are due."""
+        self._check_fitted()
+        values = np.array(new_points, dtype=float).ravel()
+        for model in self.models_.values():
+            model.update(values)
+        self.history_.extend(values)
+        self.since_fit_ += values.size
+        self.since_select_ += values.size
+        if self.refit_every_ and self.since_fit_ >= self.refit_every_:
+            start = self.start_seconds_ + (self.history_.total - len(self.history_)) * self.step_seconds_
+            self.fit(self.history_.view().copy(), step_seconds=self.step_seconds_, start_seconds=start)
+        elif self.since_select_ >= self.select_every_:
+            self._select()
+        return self
+
+    def predict(self, horizon_steps: int, quantiles: Sequence[float] = base.DEFAULT_QUANTILES) -> base.Forecast:
+        """Assemble the forecast from the chosen candidate of each horizon."""
+        self._check_fitted()
+        horizon_steps = int(horizon_steps)
+        if horizon_steps < 1:
+            raise ValueError(f"horizon_steps must be >= 1, got {horizon_steps}")
+        levels = base.check_levels(quantiles)
+        steps = np.minimum(np.arange(horizon_steps), self.max_horizon_steps - 1)
+        chosen = [self.choice_[i] for i in steps]
+        forecasts = {name: self.models_[name].predict(horizon_steps, levels) for name in dict.fromkeys(chosen)}
+        first = forecasts[chosen[0]]
+        pick = np.array([list(forecasts).index(name) for name in chosen])
+        cols = np.arange(horizon_steps)
+        means = np.vstack([f.mean for f in forecasts.values()])
+        values = np.vstack(
+            [np.vstack([f.quantiles[q] for f in forecasts.values()])[pick, cols] for q in levels]
+        )
+        reasons = [f.fallback_reason for f in forecasts.values() if f.fallback_reason]
+        if set(chosen) == {"naive"} and not reasons:
+            reasons = [self.naive_reason_] if self.naive_reason_ else []
+        return base.make_forecast(
+            start=first.start,
+            step_seconds=first.step_seconds,
+            mean=means[pick, cols],
+            levels=levels,
+            values=values,
+            fallback_reason="; ".join(reasons) if reasons else None,
+            model=f"auto[{','.join(forecasts)}]",
+        )
+
+    def recent_scores(self) -> np.ndarray:
+        """Recent pinball loss of the chosen candidate per horizon."""
+        self._check_fitted()
+        scores = {name: model.recent_scores() for name, model in self.models_.items()}
+        return np.array([scores[name][i] for i, name in enumerate(self.choice_)])
+
+    def _select(self) -> None:
+        """Choose, per horizon, the candidate with the lowest recent score, keeping naive unless beaten."""
+        self.since_select_ = 0
+        naive = self.models_["naive"].recent_scores()
+        best = ["naive"] * self.max_horizon_steps
+        best_score = naive * (1.0 - self.margin)
+        for name, model in self.models_.items():
+            if name == "naive" or getattr(model, "fallback_", None) is not None:
+                continue
+            scores = model.recent_scores()
+            for i in range(self.max_horizon_steps):
+                if np.isfinite(scores[i]) and (not np.isfinite(best_score[i]) or scores[i] < best_score[i]):
+                    best[i], best_score[i] = name, scores[i]
+        self.choice_ = best
+        fell_back = [
+            f"{name}: {model.fallback_reason_}"
+            for name, model in self.models_.items()
+            if name != "naive" and getattr(model, "fallback_", None) is not None
+        ]
+        if set(best) == {"naive"}:
+            self.naive_reason_ = (
+                "naive chosen; every candidate fell back (" + "; ".join(fell_back) + ")"
+                if len(fell_back) == len(self.models_) - 1
+                else "naive chosen; no candidate beat it in recent backtests"
+            )
+        else:
+            self.naive_reason_ = None
+
+    def _check_fitted(self) -> None:
+        if not self.fitted_:
+            raise RuntimeError("AutoSelect is not fitted; call fit() first")

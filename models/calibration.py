@@ -1,0 +1,288 @@
+"""Quantiles from a model's own past errors: the layer that turns point paths into calibrated intervals.
+
+Every model in this package produces a point path; this layer supplies the quantiles, the same way for
+all of them, so that their intervals are comparable and the selector in ``models.auto`` can rank them by
+pinball loss. It is split conformal prediction with two adaptive twists:
+
+* **Scaled errors.** An h-step error is divided by the series' local volatility at the forecast origin
+  (an exponentially weighted mean of ``|y[t] - y[t-1]|``), and multiplied back at prediction time.
+  Load is heteroscedastic (a web server at night and at noon; Poisson counts grow noisier with the
+  level), and unscaled errors give intervals too wide at night and too narrow at peak: right on
+  average, wrong day by day.
+* **Quantile tracking.** Between refits each quantile of the scaled errors moves by a small step
+  towards the observed coverage (online gradient descent on the pinball loss, as in adaptive conformal
+  inference, Gibbs & Candes 2021). Coverage then holds in the long run even when the error
+  distribution drifts.
+
+The ``"empirical"`` mode does neither: quantiles of the raw errors over a rolling window, refreshed
+periodically. The naive baseline uses it, as the issue defines naive's intervals.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.base import DEFAULT_QUANTILES, pinball_loss
+
+#: Levels on which the error quantiles are kept; requested levels are interpolated between them.
+GRID: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.975, 0.99)
+_GRID = np.array(GRID)
+_SCORED = np.array([GRID.index(q) for q in DEFAULT_QUANTILES])
+_SCORED_LEVELS = np.array(DEFAULT_QUANTILES)[:, None]
+# Normal quantiles of the grid, for horizons without enough errors yet.
+_NORMAL = np.array(
+    [-2.326, -1.960, -1.645, -1.282, -0.842, -0.524, -0.253, 0.0, 0.253, 0.524, 0.842, 1.282, 1.645, 1.960, 2.326]
+)
+MODES = ("adaptive", "empirical")
+
+
+class Calibrator:
+    """Keeps the error quantiles of one model for horizons ``1..horizon_steps``.
+
+    Errors are normalised by the scale passed with each origin (``1.0`` for unscaled calibration).
+    """
+
+    def __init__(
+        self,
+        *,
+        horizon_steps: int,
+        mode: str = "adaptive",
+        window: int = 1440,
+        learning_rate: float = 0.02,
+        refresh_every: int = 60,
+        default_sd: float = 1.25,
+    ) -> None:
+        """Create an empty calibrator.
+
+        Args:
+            horizon_steps: Largest horizon with its own error distribution; longer horizons scale the
+                last one by sqrt(h / horizon_steps).
+            mode: ``"adaptive"`` (scaled errors + quantile tracking) or ``"empirical"`` (raw errors,
+                rolling window).
+            window: Number of recent origins whose errors define the quantiles and the recent score.
+            learning_rate: Tracking step as a fraction of the 1%-99% spread of the errors.
+            refresh_every: Empirical mode: recompute the quantiles every this many observations.
+            default_sd: Spread (sd of the one-step error, in scale units) assumed while no errors are known.
+        """
+        if mode not in MODES:
+            raise ValueError(f"calibration must be one of {MODES}, got {mode!r}")
+        self.horizon_steps = int(horizon_steps)
+        self.mode = mode
+        self.window = max(int(window), 1)
+        self.learning_rate = float(learning_rate)
+        self.refresh_every = max(int(refresh_every), 1)
+        self.default_sd = float(default_sd)
+        hc = self.horizon_steps
+        self.table_ = self._default_table(np.full(hc, np.nan))
+        self.step_ = np.zeros((hc, 1))
+        self.errors_ = np.full((self.window, hc), np.nan)
+        self.errors_pos_ = 0
+        self.since_refresh_ = 0
+        self.pending_paths_ = np.zeros((hc, hc))
+        self.pending_scales_ = np.ones(hc)
+        self.origins_ = 0  # origins seen so far; origin o predicts points o .. o + hc - 1
+        self.first_origin_ = 0
+        self.score_ = np.full(hc, np.nan)  # recent mean pinball loss per horizon (raw units)
+        self.abs_error_ = np.full(hc, np.nan)  # recent mean absolute error of the point path per horizon
+        self.uses_bases_ = False
+
+    # ------------------------------------------------------------------ set-up from a replay
+
+    def initialise(
+        self, targets: np.ndarray, paths: np.ndarray, scales: np.ndarray, bases: np.ndarray | None = None
+    ) -> None:
+        """Learn the error quantiles from a replay of the model over recent history.
+
+        Args:
+            targets: Observed values of the replayed points, shape ``(w,)``, NaN when missing.
+            paths: Point paths, shape ``(w + 1, horizon_steps)``; row ``j`` was made after absorbing
+                ``j`` replayed points and predicts ``targets[j], targets[j + 1], ...``.
+            scales: Scale at each of the ``w + 1`` origins.
+            bases: Optional model quantiles on ``GRID``, shape ``(w + 1, horizon_steps, len(GRID))``, for
+                models that predict quantiles themselves; the layer then corrects each level's own
+                errors (conformalised quantile regression). ``None``: every level starts at the path.
+        """
+        hc = self.horizon_steps
+        w = targets.shape[0]
+        rows = paths.shape[0]
+        idx = np.arange(rows)[:, None] + np.arange(hc)[None, :]
+        inside = idx < w
+        actual = np.where(inside, targets[np.minimum(idx, max(w - 1, 0))] if w else np.nan, np.nan)
+        errors = actual - paths
+        self.uses_bases_ = bases is not None
+        if bases is None:
+            z = errors / scales[:, None]
+            keep = z[-self.window :]
+            self.errors_[:] = np.nan
+            self.errors_[: keep.shape[0]] = keep
+            self.errors_pos_ = keep.shape[0] % self.window
+            self.table_ = self._empirical_table(keep)
+            spread = self.table_[:, -1] - self.table_[:, 0]
+            base = paths[:, :, None]
+        else:
+            z = (actual[:, :, None] - bases) / scales[:, None, None]
+            keep = z[-self.window :]
+            self.table_ = np.zeros((hc, _GRID.size))
+            counts = np.isfinite(keep[:, :, 0]).sum(axis=0)
+            enough = counts >= 10
+            if enough.any():
+                with np.errstate(invalid="ignore"):
+                    for g, level in enumerate(GRID):
+                        self.table_[enough, g] = np.nanquantile(keep[:, enough, g], level, axis=0)
+            width = (bases[:, :, -1] - bases[:, :, 0]) / scales[:, None]
+            spread = np.nanmedian(width, axis=0) + self.table_[:, -1] - self.table_[:, 0]
+            base = bases
+        self.step_ = (self.learning_rate * np.maximum(spread, 1e-12))[:, None]
+        # Recent scores: in-sample over the replay, with the final table (same footing for every model).
+        scored = base[:, :, _SCORED] if bases is not None else base
+        quant = scored + scales[:, None, None] * self.table_[None, :, _SCORED]
+        losses = pinball_loss(actual[:, :, None], quant, _SCORED_LEVELS.T[None, :, :]).mean(axis=2)
+        with np.errstate(invalid="ignore"):
+            self.score_ = _nanmean0(losses[-self.window :])
+            self.abs_error_ = _nanmean0(np.abs(errors[-self.window :]))
+        # The last hc origins are still waiting for some of their targets.
+        self.origins_ = rows
+        self.first_origin_ = 0
+        if self.uses_bases_:
+            self.pending_bases_ = np.zeros((hc, hc, _GRID.size))
+        for j in range(max(0, rows - hc), rows):
+            self.pending_paths_[j % hc] = paths[j]
+            self.pending_scales_[j % hc] = scales[j]
+            if self.uses_bases_:
+                self.pending_bases_[j % hc] = bases[j]
+
+    def start_without_replay(self, path: np.ndarray, scale: float, base: np.ndarray | None = None) -> None:
+        """Start tracking with no replayed errors: the default spread is used until errors arrive."""
+        self.origins_ = 1
+        self.first_origin_ = 0
+        self.uses_bases_ = base is not None
+        self.pending_paths_[0] = path
+        self.pending_scales_[0] = scale
+        if self.uses_bases_:
+            self.pending_bases_ = np.zeros((self.horizon_steps, self.horizon_steps, _GRID.size))
+            self.pending_bases_[0] = base
+            self.table_ = np.zeros_like(self.table_)
+
+    # ------------------------------------------------------------------ online
+
+    def observe(self, value: float, path: np.ndarray, scale: float, base: np.ndarray | None = None) -> None:
+        """Score the pending paths against a new observation, then register the new origin.
+
+        Args:
+            value: The newly observed point (NaN when missing: nothing is scored).
+            path: The model's point path made after absorbing ``value``.
+            scale: The scale at that new origin.
+            base: The model's own quantiles at that origin (``(horizon_steps, len(GRID))``), when it
+                was initialised with ``bases``.
+        """
+        hc = self.horizon_steps
+        # Origin o predicts points o, o + 1, ... at h = 1, 2, ...; the new value is point origins_ - 1.
+        target = self.origins_ - 1
+        if np.isfinite(value):
+            hs = np.arange(1, hc + 1)
+            origins = target - hs + 1
+            valid = origins >= self.first_origin_
+            slots = origins % hc
+            preds = self.pending_paths_[slots, hs - 1]
+            scales = self.pending_scales_[slots]
+            if self.uses_bases_:
+                levels = self.pending_bases_[slots, hs - 1, :]
+            else:
+                levels = preds[:, None]
+            z = np.where(valid[:, None], (value - levels) / scales[:, None], np.nan)
+            self._learn(z)
+            quant = (levels + scales[:, None] * self.table_)[:, _SCORED] if self.uses_bases_ else (
+                preds[:, None] + scales[:, None] * self.table_[:, _SCORED]
+            )
+            loss = pinball_loss(value, quant, _SCORED_LEVELS.T).mean(axis=1)
+            rate = 1.0 / self.window
+            self.score_ = np.where(
+                valid, np.where(np.isnan(self.score_), loss, (1 - rate) * self.score_ + rate * loss), self.score_
+            )
+            abs_err = np.abs(value - preds)
+            self.abs_error_ = np.where(
+                valid,
+                np.where(np.isnan(self.abs_error_), abs_err, (1 - rate) * self.abs_error_ + rate * abs_err),
+                self.abs_error_,
+            )
+        slot = self.origins_ % hc
+        self.pending_paths_[slot] = path
+        self.pending_scales_[slot] = scale
+        if self.uses_bases_:
+            self.pending_bases_[slot] = base
+        self.origins_ += 1
+
+    def _learn(self, z: np.ndarray) -> None:
+        """Fold one row of normalised errors (``(hc, 1)`` or ``(hc, len(GRID))``, NaN when not scorable)."""
+        if self.mode == "adaptive" or self.uses_bases_:
+            ok = np.isfinite(z[:, 0])
+            below = (z <= self.table_).astype(float)
+            move = self.step_ * (_GRID[None, :] - below)
+            self.table_ = np.where(ok[:, None], self.table_ + move, self.table_)
+            return
+        self.errors_[self.errors_pos_] = z[:, 0]
+        self.errors_pos_ = (self.errors_pos_ + 1) % self.window
+        self.since_refresh_ += 1
+        if self.since_refresh_ >= self.refresh_every:
+            self.since_refresh_ = 0
+            self.table_ = self._empirical_table(self.errors_)
+
+    # ------------------------------------------------------------------ read-out
+
+    def table(self, horizon_steps: int) -> np.ndarray:
+        """Normalised error quantiles on ``GRID`` for horizons ``1..horizon_steps``, shape ``(h, len(GRID))``."""
+        hc = self.horizon_steps
+        if horizon_steps <= hc:
+            return self.table_[:horizon_steps]
+        extra = np.arange(hc + 1, horizon_steps + 1)
+        tail = self.table_[-1][None, :] * np.sqrt(extra / hc)[:, None]
+        return np.vstack([self.table_, tail])
+
+    # ------------------------------------------------------------------ helpers
+
+    def _empirical_table(self, z: np.ndarray) -> np.ndarray:
+        counts = np.isfinite(z).sum(axis=0)
+        table = self._default_table(z)
+        enough = counts >= 10
+        if enough.any():
+            with np.errstate(invalid="ignore"):
+                table[enough] = np.nanquantile(z[:, enough], _GRID, axis=0).T
+        return np.sort(table, axis=1)
+
+    def _default_table(self, z: np.ndarray) -> np.ndarray:
+        """Normal quantiles growing with sqrt(h), from the one-step spread if known."""
+        hc = self.horizon_steps
+        first = z[:, 0] if z.ndim == 2 else np.array([np.nan])
+        first = first[np.isfinite(first)]
+        sd = float(np.std(first)) if first.size >= 3 else self.default_sd
+        return sd * np.sqrt(np.arange(1, hc + 1))[:, None] * _NORMAL[None, :]
+
+
+def _nanmean0(values: np.ndarray) -> np.ndarray:
+    """Column means ignoring NaN; NaN where a column has no value."""
+    counts = np.isfinite(values).sum(axis=0)
+    sums = np.nansum(values, axis=0)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def ewma_abs_diff(y: np.ndarray, *, halflife_steps: float, initial: float | None = None) -> np.ndarray:
+    """Local volatility: exponentially weighted mean of ``|y[t] - y[t-1]|`` after each point.
+
+    Args:
+        y: Finite values (missing points already filled).
+        halflife_steps: Half-life of the weights, in steps.
+        initial: Starting value; defaults to the mean absolute difference of the first half-life.
+
+    Returns:
+        Array of the same length; element ``t`` uses points up to ``t`` only.
+    """
+    from scipy.signal import lfilter
+
+    y = np.asarray(y, dtype=float)
+    diffs = np.abs(np.diff(y, prepend=y[:1]))
+    rate = 1.0 - 0.5 ** (1.0 / max(halflife_steps, 1e-9))
+    if initial is None:
+        head = diffs[1 : 1 + max(int(halflife_steps), 2)]
+        initial = float(head.mean()) if head.size else 0.0
+    out, _ = lfilter([rate], [1.0, rate - 1.0], diffs, zi=np.array([(1.0 - rate) * initial]))
+    return out
