@@ -184,8 +184,10 @@ class PredictivePolicy:
         self._bucket.append(np.nan if load is None else load)
         if now - self._bucket_start + self._tick < self._step - 1e-9:
             return
+        # The step's value is its last observation: like a range query of the rate()
+        # at this step, and unlike a mean it does not smooth away short peaks.
         finite = [v for v in self._bucket if v == v]
-        value = sum(finite) / len(finite) if finite else np.nan
+        value = finite[-1] if finite else np.nan
         self._bucket, self._bucket_start = [], None
         self._history.append(value)
         if len(self._history) > 2 * self._history_steps:

@@ -402,6 +402,36 @@ class KubeAdapter:
             samples.append((ready_at, max(0.0, ready_at - created)))
         return [duration for _, duration in sorted(samples)]
 
+    async def recent_startups(self, target: WorkloadRef, *, since: float) -> list[tuple[float, float]]:
+        """``(ready_at, startup_seconds)`` of the target's pods that became Ready after ``since``.
+
+        The ``PodCounter`` port's contract. From each Ready pod's ``creationTimestamp`` and
+        the ``lastTransitionTime`` of its ``Ready`` condition (whole seconds on the wire).
+
+        Args:
+            target: the workload.
+            since: Unix seconds; only pods whose Ready transition is strictly later count.
+
+        Returns:
+            The pairs, ordered by ``ready_at``.
+
+        Raises:
+            TargetNotFound: no such target.
+            SelectorUnavailable: its scale subresource shows no selector.
+            RetriesExhausted: the API kept failing.
+        """
+        samples: list[tuple[float, float]] = []
+        for pod in await self._pods(target):
+            cond = _ready_condition(pod)
+            if cond is None or cond.get("status") != "True":
+                continue
+            created = _parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
+            ready_at = _parse_time(cond.get("lastTransitionTime"))
+            if created is None or ready_at is None or not ready_at > since:
+                continue
+            samples.append((ready_at, max(0.0, ready_at - created)))
+        return sorted(samples)
+
     # -- state, events, conflicts ---------------------------------------------------------------
 
     async def read_state(self, target: WorkloadRef) -> str | None:

@@ -92,7 +92,7 @@ class PlannerParams:
     min_replicas: int = 1
     max_replicas: int = UNBOUNDED_REPLICAS
     capacity_per_pod: float = 1.0
-    target_utilization_ratio: float = 0.9
+    target_utilization_ratio: float = 1.0
     quantile: float = 0.9
     widened_quantile: float = 0.975
     fallback_utilization_ratio: float = 0.7
@@ -101,8 +101,8 @@ class PlannerParams:
     behavior: Behavior = field(default_factory=default_predictive_behavior)
     interval: tuple[float, float] = (0.1, 0.9)
     gate_window: int = 40
-    widen_below_coverage: float = 0.6
-    reactive_below_coverage: float = 0.3
+    widen_below_coverage: float = 0.5
+    reactive_below_coverage: float = 0.25
 
 
 @dataclass(frozen=True, slots=True)

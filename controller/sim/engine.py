@@ -34,6 +34,12 @@ from controller.sim.scenario import TICK_SECONDS, Scenario, oracle_alive, startu
 #: The policies ``simulate`` knows, in the order reports list them.
 POLICY_NAMES = ("hpa", "scaleahead", "oracle")
 
+#: Forecaster options of the policy: horizons up to 16 one-minute steps; the policy refits
+#: on its own schedule, so ``auto`` must not refit itself inside ``update``.
+FORECASTER_OPTIONS: dict[str, dict[str, object]] = {
+    "auto": {"max_horizon_steps": 16, "refit_interval_steps": 0, "candidates": ("naive", "seasonal_naive", "ets", "stl")},
+}
+
 #: What scaleahead assumes before it has seen a pod start: the settings' default, not the run's.
 DEFAULT_STARTUP_PRIOR_SECONDS = 120.0
 
@@ -84,7 +90,7 @@ def _build_scaleahead(ports: PolicyPorts, scenario: Scenario, config: SimConfig)
     return PredictivePolicy(
         ports,
         params,
-        forecaster_factory=lambda: models.create(config.forecast_model, max_horizon_steps=16),
+        forecaster_factory=lambda: models.create(config.forecast_model, **FORECASTER_OPTIONS.get(config.forecast_model, {})),
         startup_prior_seconds=DEFAULT_STARTUP_PRIOR_SECONDS,
         record_forecast=True,
     )

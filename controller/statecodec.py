@@ -1,0 +1,207 @@
+"""``ControllerState`` <-> the compact JSON kept in the target's ``scaleahead.io/state`` annotation.
+
+The planner's memory (stabilisation-window recommendations, scale events for the rate
+policies, forecast-interval checks) must survive a controller restart, or a restart
+would reopen every cooldown. It lives on the target itself, so it moves with the
+object and needs no storage of its own.
+
+Design choices a reader might question:
+
+* **Recommendations are stored as "latest time per distinct replica count".** The
+  stabilisation stages only ask "what is the lowest / highest recommendation inside the
+  window" (``controller.decide.stabilize``), and a count is inside the window exactly
+  when its latest occurrence is. So ``(10 at t1, 10 at t2, 8 at t3)`` is stored as
+  ``(10 at t2, 8 at t3)`` without changing any decision, and the annotation stays a few
+  hundred bytes however short the tick is.
+* **Trimmed to what the windows need**: recommendations older than the longest window,
+  scale events older than the longest rate-policy period, the newest ``max_hits``
+  interval outcomes, at most ``max_checks`` pending checks. The planner trims by age
+  too; trimming here only keeps the annotation small between two plans.
+* **Versioned and tolerant.** ``{"v": 1, ...}``. An annotation that is not JSON, has
+  another version or a malformed field decodes to a fresh state plus a warning; it
+  never raises. A fresh state is always safe: the planner then behaves like a new HPA,
+  which never scales in below the current count during its first window.
+* **Numbers are rounded** (times to milliseconds, loads to 6 significant digits): the
+  annotation is compared before it is written, and noise in the last digit would turn
+  every comparison into a write.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from controller.domain import ControllerState, Recommendation, ScaleEvent
+
+VERSION = 1
+#: Beyond this size the optional parts (pending checks, then outcomes) are dropped.
+MAX_BYTES = 16 * 1024
+
+__all__ = ["MAX_BYTES", "VERSION", "Decoded", "compact_recommendations", "decode", "encode", "trim"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """What ``decode`` read.
+
+    Attributes:
+        state: the planner state (fresh when nothing usable was found).
+        startup_samples: ``(seconds, weight)`` samples of the startup estimate, if stored.
+        written_at: when the annotation was written (Unix seconds), if stored.
+        warning: why the annotation was ignored (in part or whole), or ``None``.
+    """
+
+    state: ControllerState
+    startup_samples: tuple[tuple[float, float], ...] = ()
+    written_at: float | None = None
+    warning: str | None = None
+
+
+def compact_recommendations(recommendations: Iterable[Recommendation]) -> tuple[Recommendation, ...]:
+    """Keep the latest recommendation of each distinct replica count, oldest first.
+
+    Equivalent for every window question the stabilisation stages ask (see the module docstring).
+    """
+    latest: dict[int, float] = {}
+    for rec in recommendations:
+        if rec.replicas not in latest or rec.at > latest[rec.replicas]:
+            latest[rec.replicas] = rec.at
+    return tuple(Recommendation(r, at) for r, at in sorted(latest.items(), key=lambda item: (item[1], item[0])))
+
+
+def trim(
+    state: ControllerState,
+    *,
+    now: float,
+    keep_seconds: float,
+    event_keep_seconds: float,
+    max_hits: int = 64,
+    max_checks: int = 64,
+) -> ControllerState:
+    """The part of ``state`` a restart needs.
+
+    Args:
+        state: the planner state.
+        now: Unix seconds.
+        keep_seconds: the longest stabilisation window; older recommendations are dropped.
+        event_keep_seconds: the longest rate-policy period; older scale events are dropped.
+        max_hits: interval outcomes kept (the newest).
+        max_checks: pending interval checks kept (the soonest due).
+    """
+    cutoff = now - keep_seconds
+    event_cutoff = now - event_keep_seconds
+    return ControllerState(
+        recommendations=tuple(r for r in compact_recommendations(state.recommendations) if r.at >= cutoff),
+        scale_up_events=tuple(e for e in state.scale_up_events if e.at > event_cutoff),
+        scale_down_events=tuple(e for e in state.scale_down_events if e.at > event_cutoff),
+        pending_checks=tuple(sorted(state.pending_checks)[:max_checks]),
+        interval_hits=tuple(state.interval_hits[-max_hits:]) if max_hits > 0 else (),
+    )
+
+
+def _t(x: float) -> float:
+    return round(float(x), 3)
+
+
+def _v(x: float) -> float:
+    x = float(x)
+    return float(f"{x:.6g}") if math.isfinite(x) else 0.0
+
+
+def encode(
+    state: ControllerState,
+    *,
+    now: float,
+    keep_seconds: float,
+    event_keep_seconds: float,
+    startup_samples: Iterable[tuple[float, float]] = (),
+    max_hits: int = 64,
+    max_checks: int = 64,
+    include_written_at: bool = False,
+) -> str:
+    """Encode ``state`` (trimmed, see ``trim``) as compact JSON for the annotation.
+
+    Args:
+        state: the planner state.
+        now: Unix seconds (the trimming reference).
+        keep_seconds: the longest stabilisation window.
+        event_keep_seconds: the longest rate-policy period.
+        startup_samples: the startup estimate's ``(seconds, weight)`` samples, to keep the lead time learnt.
+        max_hits: interval outcomes kept.
+        max_checks: pending checks kept.
+        include_written_at: add ``"at": now`` (off by default so equal states encode equally).
+
+    Returns:
+        JSON text of at most ``MAX_BYTES`` bytes (optional parts are dropped to fit).
+    """
+    s = trim(state, now=now, keep_seconds=keep_seconds, event_keep_seconds=event_keep_seconds,
+             max_hits=max_hits, max_checks=max_checks)  # fmt: skip
+    doc: dict[str, Any] = {"v": VERSION}
+    if include_written_at:
+        doc["at"] = _t(now)
+    doc["rec"] = [[int(r.replicas), _t(r.at)] for r in s.recommendations]
+    doc["up"] = [[int(e.delta), _t(e.at)] for e in s.scale_up_events]
+    doc["down"] = [[int(e.delta), _t(e.at)] for e in s.scale_down_events]
+    doc["chk"] = [[_t(due), _v(lo), _v(hi)] for due, lo, hi in s.pending_checks]
+    doc["hits"] = "".join("1" if h else "0" for h in s.interval_hits)
+    samples = [[_v(sec), round(float(w), 4)] for sec, w in startup_samples]
+    if samples:
+        doc["startup"] = samples
+    # Drop what matters least first until it fits: checks, outcomes, startup samples.
+    for optional in ("chk", "hits", "startup"):
+        text = json.dumps(doc, separators=(",", ":"))
+        if len(text.encode()) <= MAX_BYTES:
+            return text
+        doc.pop(optional, None)
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def decode(text: str | None) -> Decoded:
+    """Decode an annotation written by ``encode``; never raises.
+
+    Args:
+        text: the annotation's value, or ``None`` when the target has none.
+
+    Returns:
+        The state; a fresh one with a ``warning`` when the text is unreadable, of another
+        version, or malformed. ``None`` and ``""`` give a fresh state without a warning.
+    """
+    if not text:
+        return Decoded(ControllerState())
+    try:
+        doc = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        return Decoded(ControllerState(), warning=f"state annotation is not JSON ({exc}); starting from a fresh state")
+    if not isinstance(doc, dict):
+        return Decoded(ControllerState(), warning="state annotation is not a JSON object; starting from a fresh state")
+    version = doc.get("v")
+    if version != VERSION:
+        return Decoded(
+            ControllerState(),
+            warning=f"state annotation has version {version!r}, this controller reads {VERSION}; starting from a fresh state",
+        )
+    try:
+        state = ControllerState(
+            recommendations=tuple(Recommendation(int(r), float(at)) for r, at in doc.get("rec", [])),
+            scale_up_events=tuple(ScaleEvent(int(d), float(at)) for d, at in doc.get("up", [])),
+            scale_down_events=tuple(ScaleEvent(int(d), float(at)) for d, at in doc.get("down", [])),
+            pending_checks=tuple((float(due), float(lo), float(hi)) for due, lo, hi in doc.get("chk", [])),
+            interval_hits=tuple(_hit(c) for c in str(doc.get("hits", ""))),
+        )
+        samples = tuple((float(sec), float(w)) for sec, w in doc.get("startup", []))
+        written_at = float(doc["at"]) if "at" in doc else None
+    except (TypeError, ValueError, KeyError) as exc:
+        return Decoded(ControllerState(), warning=f"state annotation is malformed ({exc}); starting from a fresh state")
+    numbers = [r.at for r in state.recommendations] + [e.at for e in (*state.scale_up_events, *state.scale_down_events)]
+    if not all(math.isfinite(x) for x in numbers) or any(r.replicas < 0 for r in state.recommendations):
+        return Decoded(ControllerState(), warning="state annotation holds invalid numbers; starting from a fresh state")
+    return Decoded(state, samples, written_at)
+
+
+def _hit(c: str) -> bool:
+    if c not in "01":
+        raise ValueError(f"interval outcome {c!r} is not 0 or 1")
+    return c == "1"
