@@ -6,9 +6,10 @@
    observed. When recent outcomes fall inside the model's own central interval
    much less often than they should, widen the provisioning quantile; when they
    almost never do, do not use the forecast at all this tick.
-2. ``forecast_replicas`` -- the provisioning quantile of the forecast at
-   ``now + lead`` (lead = startup estimate + metrics lag + one tick) divided by
-   what one pod serves at the target utilisation.
+2. ``forecast_replicas`` -- the peak of the provisioning quantile of the forecast
+   between ``now + startup`` (when a pod ordered now could serve) and ``now + lead``
+   (lead = startup estimate + metrics lag + one tick), divided by what one pod
+   serves at the target utilisation.
 3. ``floor_replicas`` -- the reactive floor: the HPA's replica calculation on the
    load observed now (at the target utilisation; at the HPA's own 0.7 when the
    forecast is not trusted or missing), so a surprise is met as the HPA would meet it.
@@ -17,7 +18,7 @@
 4. ``stabilized_replicas`` / ``rate_limited_replicas`` -- the stabilisation band,
    the Pods/Percent rate policies per direction and the scale-in tolerance.
 5. ``guarded_replicas`` -- never scale in below what the forecast needs at any time
-   before a replacement pod could be ready (the next lead interval).
+   from now until a replacement pod could be ready (the whole lead interval).
 6. ``desired_replicas`` -- min/max bounds.
 
 The function is pure: time, forecast and state are arguments; the new state is
@@ -165,9 +166,12 @@ def plan(
         path = None
     else:
         path = forecast.quantile(q)
-        # Cover every moment until a pod ordered now could serve, as the oracle does.
-        window = path[_index(forecast, now) : _index(forecast, now + timing.lead_seconds) + 1]
-        forecast_replicas = _pods(float(np.max(window)), per_pod)
+        # A pod ordered now serves from now + startup on: provision for the peak between
+        # then and the end of the lead interval (what happens sooner is the job of the
+        # pods that exist, and of the scale-in guard below).
+        end = _index(forecast, now + timing.lead_seconds)
+        arrive = min(_index(forecast, now + timing.startup_seconds), end)
+        forecast_replicas = _pods(float(np.max(path[arrive : end + 1])), per_pod)
 
     # 3. The reactive floor: the HPA calculation on the load seen now.
     floor_target = params.fallback_utilization_ratio if mode == "reactive" else params.target_utilization_ratio
@@ -210,7 +214,9 @@ def plan(
     # 5. Scale-in guard: keep what the forecast needs before a replacement could start.
     guarded, guard_reason = limited, Reason.DesiredWithinRange
     if limited < current and path is not None:
-        need = forecast_replicas
+        # Every pod removed now could only be replaced after a full startup: keep the
+        # peak need from now to the end of the lead interval, as the oracle does.
+        need = _pods(float(np.max(path[_index(forecast, now) : end + 1])), per_pod)
         if need > limited:
             guarded, guard_reason = min(need, current), Reason.ScaleInGuard
 

@@ -1,0 +1,235 @@
+"""The predictive planner: named stages, and its invariants for any input (hypothesis)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from controller.decide import planner, replicas, stabilize
+from controller.decide.leadtime import StartupEstimate, lead_seconds
+from controller.domain import ControllerState, Observation, Reason, Recommendation, ScaleEvent
+from models.base import Forecast
+
+NOW = 10_000.0
+TIMING = planner.Timing(lead_seconds=150.0, startup_seconds=120.0)
+
+
+def make_forecast(levels_values: dict[float, list[float]], *, start=NOW - 30.0, step=60.0) -> Forecast:
+    n = len(next(iter(levels_values.values())))
+    mean = np.asarray(levels_values.get(0.5, next(iter(levels_values.values()))), dtype=float)
+    return Forecast(start=start, step_seconds=step, mean=mean, quantiles={q: np.asarray(v, float) for q, v in levels_values.items()})
+
+
+def flat_forecast(value: float, *, spread: float = 0.1, n: int = 6) -> Forecast:
+    return make_forecast({
+        0.1: [value * (1 - spread)] * n,
+        0.5: [value] * n,
+        0.9: [value * (1 + spread)] * n,
+        0.975: [value * (1 + 2 * spread)] * n,
+    })
+
+
+def observe(*, load, ready, starting=0, current=None) -> Observation:
+    return Observation(NOW, load, ready, starting, ready + starting if current is None else current)
+
+
+def plan(obs, forecast, state=ControllerState(), params=planner.PlannerParams(), timing=TIMING):
+    return planner.plan(obs, forecast, params, state, NOW, timing=timing, target="w")
+
+
+def stages(p):
+    return {name: (value, reason) for name, value, reason in p.decisions[0].stages}
+
+
+# --- stages -------------------------------------------------------------------------------
+
+
+def test_scales_up_ahead_of_a_forecast_rise_to_the_quantile_over_the_lead_interval():
+    # forecast points at now-30, +30, +90, +150, +210 s; a pod ordered now serves from now+120 (index 3)
+    # to the end of the lead interval now+150 (index 3)
+    f = make_forecast({0.1: [9, 9, 14, 19, 30], 0.5: [10, 10, 15, 20, 40], 0.9: [11, 11, 16.5, 22.2, 50], 0.975: [12] * 5})
+    p = plan(observe(load=10.0, ready=11), f)
+    s = stages(p)
+    assert s["forecast_replicas"][0] == 23  # ceil(22.2 / 1.0)
+    assert s["floor_replicas"][0] == 11  # 10/11 = 90% utilisation at target 100%: within tolerance, keep
+    assert s["raw_replicas"] == (23, Reason.ForecastAboveFloor)
+    assert p.desired_replicas == 22  # the scale-up rate allows max(11 + 4, 11 * 2) = 22 this tick
+    assert p.decisions[0].reason is Reason.ScaleUpLimit
+
+
+def test_a_surprise_above_the_forecast_is_met_by_the_reactive_floor():
+    p = plan(observe(load=30.0, ready=10), flat_forecast(10.0))
+    s = stages(p)
+    assert s["forecast_replicas"][0] == 11  # ceil(10 * 1.1)
+    assert s["floor_replicas"][0] == 30  # the HPA calculation: 300% / 100% * 10
+    assert p.desired_replicas == 20  # the scale-up rate: max(10 + 4, 10 * 2)
+    nxt = planner.plan(Observation(NOW + 15, 30.0, 10, 10, 20), flat_forecast(10.0), planner.PlannerParams(), p.state, NOW + 15, timing=TIMING)
+    # 15 s later the period has passed: starting pods count as 0, 30 / 20 pods = 150% -> 30
+    assert nxt.desired_replicas == 30
+
+
+def test_without_a_forecast_the_floor_is_the_hpa_at_0_7():
+    p = plan(observe(load=14.0, ready=10), None)
+    s = stages(p)
+    assert s["forecast_replicas"] == (0, Reason.NoForecast)
+    assert s["floor_replicas"][0] == 20  # 140% / 70% * 10
+    assert p.desired_replicas == 20
+
+
+def test_missing_metrics_never_scale_in():
+    p = plan(observe(load=None, ready=10), flat_forecast(2.0))
+    assert p.desired_replicas == 10
+
+
+def test_scale_in_waits_for_the_stabilization_window():
+    history = ControllerState(recommendations=(Recommendation(20, NOW - 200), Recommendation(20, NOW - 100)))
+    p = plan(observe(load=5.0, ready=20), flat_forecast(5.0), state=history)
+    assert p.desired_replicas == 20  # the 300 s window still holds recommendations of 20
+    old = ControllerState(recommendations=(Recommendation(20, NOW - 400),))
+    p = plan(observe(load=5.0, ready=20), flat_forecast(5.0), state=old)
+    assert p.desired_replicas == 10  # the window has passed; -50% per 60 s limits 20 -> 10
+
+
+def test_the_scale_in_guard_keeps_what_the_forecast_needs_before_a_replacement_could_start():
+    # now low, but the forecast peaks inside the lead interval: no scale-in below that peak
+    f = make_forecast({0.1: [4, 4, 4, 14, 4], 0.5: [5, 5, 5, 15, 5], 0.9: [6, 6, 6, 16, 6], 0.975: [7] * 5})
+    state = ControllerState(recommendations=(Recommendation(40, NOW - 400),))
+    p = plan(observe(load=5.0, ready=40), f, state=state)
+    assert p.desired_replicas >= 16
+
+
+def test_the_confidence_gate_widens_then_distrusts_a_forecast_that_keeps_missing():
+    f = flat_forecast(10.0)
+    misses = ControllerState(interval_hits=(False,) * 15 + (True,) * 25)  # coverage 62%: trusted
+    assert stages(plan(observe(load=10.0, ready=11), f, state=misses))["confidence"][1] is Reason.ForecastTrusted
+    misses = ControllerState(interval_hits=(False,) * 25 + (True,) * 15)  # 37%: widened to 0.975
+    s = stages(plan(observe(load=10.0, ready=11), f, state=misses))
+    assert s["confidence"][1] is Reason.QuantileWidened and s["forecast_replicas"][0] == 12  # ceil(10 * 1.2)
+    misses = ControllerState(interval_hits=(False,) * 35 + (True,) * 5)  # 12%: reactive at 0.7
+    s = stages(plan(observe(load=10.0, ready=11), f, state=misses))
+    assert s["confidence"][1] is Reason.ForecastDistrusted
+    assert s["floor_replicas"][0] == 15  # 90% / 70% * 11 = 14.14 -> 15
+
+
+def test_forecast_checks_are_scored_when_they_come_due():
+    state = ControllerState(pending_checks=((NOW - 1, 8.0, 12.0), (NOW - 1, 11.0, 13.0), (NOW + 60, 0.0, 1.0)))
+    p = plan(observe(load=10.0, ready=11), flat_forecast(10.0), state=state)
+    assert p.state.interval_hits == (True, False)
+    assert (NOW + 60, 0.0, 1.0) in p.state.pending_checks
+    # and this tick's own interval at now + lead is queued
+    assert (NOW + 150.0, 9.0, 11.0) in p.state.pending_checks
+
+
+# --- lead time ---------------------------------------------------------------------------------
+
+
+def test_lead_is_startup_plus_lag_plus_one_tick():
+    assert lead_seconds(startup_seconds=120, lag_seconds=15, tick_seconds=15) == 150
+
+
+def test_the_startup_estimate_is_a_decayed_p90_that_follows_change():
+    est = StartupEstimate(prior_seconds=120.0)
+    assert est.seconds == 120.0
+    est = est.observe([30.0] * 20)
+    assert est.seconds == 30.0
+    est = est.observe([30.0] * 17 + [100.0] * 3)
+    assert est.seconds == 100.0  # the 3 newest pods were slow: 2.9 of ~22 decayed weight is above 10%
+    est = est.observe([300.0] * 64)
+    assert est.seconds == 300.0  # old samples age out
+    assert est.observe([math.nan, -1.0]).seconds == 300.0
+
+
+# --- invariants (hypothesis) ---------------------------------------------------------------------
+
+
+@st.composite
+def scenarios(draw):
+    min_r = draw(st.integers(0, 5))
+    max_r = draw(st.integers(max(min_r, 1), 60))
+    ready = draw(st.integers(0, 70))
+    starting = draw(st.integers(0, 10))
+    load = draw(st.one_of(st.none(), st.floats(0, 100, allow_nan=False)))
+    base = draw(st.floats(0, 80, allow_nan=False))
+    path = [draw(st.floats(0, 80, allow_nan=False)) for _ in range(6)]
+    spread = draw(st.floats(0, 1))
+    f = None if draw(st.booleans()) and False else make_forecast({
+        0.1: [p * (1 - spread / 2) for p in path],
+        0.5: path,
+        0.9: [p * (1 + spread) for p in path],
+        0.975: [p * (1 + 2 * spread) + base * 0 for p in path],
+    })
+    if draw(st.integers(0, 9)) == 0:
+        f = None
+    recs = tuple(Recommendation(draw(st.integers(0, 70)), NOW - draw(st.integers(1, 600))) for _ in range(draw(st.integers(0, 6))))
+    ups = tuple(ScaleEvent(draw(st.integers(1, 20)), NOW - draw(st.integers(1, 120))) for _ in range(draw(st.integers(0, 3))))
+    downs = tuple(ScaleEvent(draw(st.integers(1, 20)), NOW - draw(st.integers(1, 120))) for _ in range(draw(st.integers(0, 3))))
+    hits = tuple(draw(st.lists(st.booleans(), max_size=40)))
+    params = planner.PlannerParams(min_replicas=min_r, max_replicas=max_r)
+    state = ControllerState(recommendations=recs, scale_up_events=ups, scale_down_events=downs, interval_hits=hits)
+    obs = Observation(NOW, load, ready, starting, ready + starting)
+    return obs, f, params, state
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_invariants_of_plan(case):
+    obs, f, params, state = case
+    p = planner.plan(obs, f, params, state, NOW, timing=TIMING, target="w")
+    desired, current = p.desired_replicas, obs.current_replicas
+    s = {name: value for name, value, _ in p.decisions[0].stages}
+
+    # always within [min, max]
+    assert params.min_replicas <= desired <= params.max_replicas
+
+    behavior = params.behavior
+    up_limit = max(current, stabilize.scale_up_limit_with_rules(
+        current_replicas=current, scale_up_events=state.scale_up_events, scale_down_events=state.scale_down_events,
+        rules=behavior.scale_up, now=NOW))
+    down_limit = min(current, stabilize.scale_down_limit_with_rules(
+        current_replicas=current, scale_up_events=state.scale_up_events, scale_down_events=state.scale_down_events,
+        rules=behavior.scale_down, now=NOW))
+    inside_bounds = params.min_replicas <= current <= params.max_replicas
+
+    if inside_bounds:
+        # never past a rate policy
+        assert down_limit <= desired <= max(up_limit, params.min_replicas)
+        # never a scale-in inside the stabilisation window (or the cooldown it implements)
+        if desired < current:
+            window = behavior.scale_down.stabilization_window_seconds
+            recent = [r.replicas for r in state.recommendations if r.at > NOW - window]
+            assert desired >= min(current, max(recent, default=0))
+        # missing data never scales in
+        if obs.load is None:
+            assert desired >= current
+
+    # never below the reactive floor (unless the rate policy or max forbids reaching it)
+    floor_target = params.fallback_utilization_ratio if s["forecast_replicas"] == 0 and f is None else None
+    floor = s["floor_replicas"]
+    assert desired >= min(floor, up_limit, params.max_replicas)
+    if f is None:
+        expected_floor, _ = replicas.calculate_replicas(
+            current_replicas=current, ready=obs.ready, starting=obs.starting, load=obs.load,
+            target_utilization_ratio=params.fallback_utilization_ratio, tolerance=params.tolerance)
+        if obs.load is None:
+            expected_floor = max(expected_floor, current)
+        assert floor == expected_floor
+    del floor_target
+
+    # never below the forecast need: a scale-in keeps the peak from now to the end of the
+    # lead interval; any decision covers the peak from when a new pod could serve to then
+    if f is not None and s["confidence"] >= 100 * params.reactive_below_coverage:
+        q = params.widened_quantile if s["confidence"] < 100 * params.widen_below_coverage else params.quantile
+
+        def need(start):
+            k0 = max(0, math.ceil((start - f.start) / f.step_seconds - 1e-9))
+            k1 = min(f.horizon_steps - 1, math.ceil((NOW + TIMING.lead_seconds - f.start) / f.step_seconds - 1e-9))
+            peak = float(np.max(f.quantile(q)[min(k0, k1) : k1 + 1]))
+            return math.ceil(peak / (params.capacity_per_pod * params.target_utilization_ratio) - 1e-9) if peak > 0 else 0
+
+        assert desired >= min(need(NOW + TIMING.startup_seconds), up_limit, params.max_replicas)
+        if desired < current and inside_bounds:
+            assert desired >= min(need(NOW), current)
