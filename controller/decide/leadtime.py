@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,20 +33,26 @@ class StartupEstimate:
     decay: float = 0.97
     max_samples: int = 64
 
+    #: The current estimate (derived from the fields above when the value is built).
+    seconds: float = field(default=float("nan"), compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seconds", self._quantile())
+
     def observe(self, durations: Iterable[float]) -> StartupEstimate:
         """Return a new estimate that has also seen ``durations`` (seconds; non-finite or negative ignored)."""
+        new = [float(d) for d in durations if math.isfinite(d) and d >= 0]
+        if not new:
+            return self
         samples = list(self.samples)
-        for d in durations:
-            if not (math.isfinite(d) and d >= 0):
-                continue
+        for d in new:
             samples = [(s, w * self.decay) for s, w in samples]
-            samples.append((float(d), 1.0))
+            samples.append((d, 1.0))
         samples = samples[-self.max_samples :]
         return StartupEstimate(tuple(samples), self.prior_seconds, self.quantile, self.decay, self.max_samples)
 
-    @property
-    def seconds(self) -> float:
-        """The current estimate: the weighted ``quantile`` of the samples, or the prior when there are none."""
+    def _quantile(self) -> float:
+        """The weighted ``quantile`` of the samples, or the prior when there are none."""
         if not self.samples:
             return self.prior_seconds
         ordered = sorted(self.samples)
