@@ -140,15 +140,15 @@ class PredictivePolicy:
         self._next_refit = float("inf")
         self._forecast: Forecast | None = None
         self.record_forecast = record_forecast
-        self._band: list[tuple[float, float, float]] = []
+        self._band: list[tuple[float, float, float, float]] = []
 
     @property
     def forecast_band(self) -> dict[str, np.ndarray] | None:
-        """Per tick: the interval and the median forecast for ``now + lead`` (NaN before the first fit)."""
+        """Per tick: the interval and the median forecast for ``now + lead`` (NaN before the first fit), and the lead."""
         if not self.record_forecast or not self._band:
             return None
         arr = np.asarray(self._band, dtype=float)
-        return {"lower": arr[:, 0], "mean": arr[:, 1], "upper": arr[:, 2]}
+        return {"lower": arr[:, 0], "mean": arr[:, 1], "upper": arr[:, 2], "lead_seconds": arr[:, 3]}
 
     async def reconcile(self, target: WorkloadRef) -> Decision:
         ports = self._ports
@@ -172,7 +172,7 @@ class PredictivePolicy:
         self.state = result.state
         decision = result.decisions[0]
         if self.record_forecast:
-            self._band.append(self._band_at(now + timing.lead_seconds))
+            self._band.append((*self._band_at(now + timing.lead_seconds), timing.lead_seconds))
         if decision.to_value != current:
             await ports.actuator.scale(target, decision.to_value, decision.reason)
         return decision

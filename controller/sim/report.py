@@ -54,7 +54,7 @@ import io
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -667,12 +667,18 @@ def _mpl_text(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def _panel_title(score: sim_results.Score) -> str:
-    return _mpl_text(
+def _panel_title(score: sim_results.Score, forecast: Mapping[str, np.ndarray] | None = None) -> str:
+    text = (
         f"{score.policy} — unserved {format_score_field('unserved_pct', score.unserved_pct)} % · "
         f"cost ratio {format_score_field('cost_ratio', score.cost_ratio)} · "
         f"{format_score_field('scale_actions', score.scale_actions)} scale actions"
     )
+    lead = None if forecast is None else forecast.get("lead_seconds")
+    if lead is not None and np.isfinite(lead).any():
+        # The horizon the policy looked ahead (learned startup + metrics lag + one tick).
+        finite = np.asarray(lead, dtype=float)[np.isfinite(lead)]
+        text += f" · lead time {np.median(finite):.0f} s (last {finite[-1]:.0f} s)"
+    return _mpl_text(text)
 
 
 def _new_figure(panels: int):  # -> matplotlib.figure.Figure
@@ -783,7 +789,7 @@ def _plot_overview(trace: str, runs: Sequence[sim_results.RunResult], views: Seq
     unit, xlabel = _time_unit(span)
     fig, axes = _new_figure(len(runs))
     for ax, r, run in zip(axes, runs, views):
-        ax.set_title(_panel_title(r.score), loc="left", fontsize=9)
+        ax.set_title(_panel_title(r.score, r.forecast), loc="left", fontsize=9)
         if run is None:
             ax.text(0.5, 0.5, "no ticks", ha="center", va="center", transform=ax.transAxes, color="#8a1c1c")
             continue
@@ -809,7 +815,7 @@ def _plot_zoom(
     unit = 3600.0
     fig, axes = _new_figure(len(runs))
     for ax, r, run in zip(axes, runs, views):
-        ax.set_title(_panel_title(r.score), loc="left", fontsize=9)
+        ax.set_title(_panel_title(r.score, r.forecast), loc="left", fontsize=9)
         if run is None or run.scored_from >= run.n:
             ax.text(0.5, 0.5, "nothing scored", ha="center", va="center", transform=ax.transAxes, color="#8a1c1c")
             continue
