@@ -17,12 +17,12 @@ from controller.errors import UserError
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every sub-command registered."""
-    from controller import backtestcli, configcli, forecastcli, simcli
+    from controller import backtestcli, configcli, forecastcli, runcli, simcli
 
     parser = argparse.ArgumentParser(prog="scaleahead", description="Predictive autoscaling for Kubernetes.")
     parser.add_argument("--version", action="version", version=f"scaleahead {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (simcli, backtestcli, forecastcli, configcli):
+    for module in (runcli, simcli, backtestcli, forecastcli, configcli):
         module.add_parser(sub)
     return parser
 

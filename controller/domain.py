@@ -44,6 +44,7 @@ class Reason(enum.StrEnum):
     ForecastDistrusted = "ForecastDistrusted"
     ForecastAboveFloor = "ForecastAboveFloor"
     ScaleInWithinTolerance = "ScaleInWithinTolerance"
+    ScaleUpWithinTolerance = "ScaleUpWithinTolerance"
     ScaleInGuard = "ScaleInGuard"
     # oracle
     PerfectForesight = "PerfectForesight"

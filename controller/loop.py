@@ -123,8 +123,8 @@ _SKIP_TICKS = (0, 1, 3, 7)
 class LivePredictivePolicy(PredictivePolicy):
     """``PredictivePolicy`` with two additions for the live loop; its decisions are unchanged.
 
-    * ``prime(times, values)`` fills the load history from a range query (mean per model
-      step, as the policy's own tick aggregation) and fits the first model off the loop.
+    * ``prime(times, values)`` fills the load history from a range query (the last point
+      per model step, as the policy's own tick aggregation) and fits the first model off the loop.
     * Refits run in a worker thread: during the last awaited port call of ``reconcile``
       (``recent_startups``, after which the policy aggregates the tick's load and may
       refit), the fit the policy is about to ask for is computed with ``asyncio.to_thread``
@@ -196,7 +196,7 @@ class LivePredictivePolicy(PredictivePolicy):
     async def prime(self, times: np.ndarray, values: np.ndarray) -> int:
         """Load history from a range query and fit the first model (in a worker thread).
 
-        The points are averaged per model step, the last step ending at the last point;
+        Each model step takes its last point, the last step ending at the last point;
         steps without a point are NaN (gaps). Replaces any history gathered so far.
 
         Args:
@@ -214,11 +214,12 @@ class LivePredictivePolicy(PredictivePolicy):
         index = np.floor((end - times) / self._step + 1e-9).astype(int)  # 0: the step ending at `end`
         n = int(min(index.max() + 1, self._history_steps))
         keep = index < n
-        sums = np.bincount(index[keep], weights=values[keep], minlength=n)
-        counts = np.bincount(index[keep], minlength=n)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-        self._history = [float(v) for v in means[::-1]]
+        # Each step's value is its last point, as the policy's own aggregation of ticks.
+        steps = np.full(n, np.nan)
+        idx, vals = index[keep][::-1], values[keep][::-1]  # latest point first
+        _, first = np.unique(idx, return_index=True)
+        steps[idx[first]] = vals[first]
+        self._history = [float(v) for v in steps[::-1]]
         self._history_end = end
         self._bucket, self._bucket_start = [], None
         if len(self._history) >= self._first_fit_steps:
@@ -257,9 +258,7 @@ class LivePredictivePolicy(PredictivePolicy):
         bucket_start = now if self._bucket_start is None else self._bucket_start
         if now - bucket_start + self._tick < self._step - 1e-9:
             return None
-        bucket = [*self._bucket, np.nan if load is None else load]
-        finite = [v for v in bucket if v == v]
-        value = sum(finite) / len(finite) if finite else np.nan
+        value = self.step_value([*self._bucket, np.nan if load is None else load])
         history = [*self._history, value]
         if len(history) > 2 * self._history_steps:
             history = history[len(history) - self._history_steps :]
@@ -567,6 +566,32 @@ class _WorkloadMetrics:
         return await self._controller.metrics.range(query, start, end, step_seconds)
 
 
+class _WorkloadPods:
+    """The ``PodCounter`` a workload's policy sees: skips listing the pods again when none can have become Ready.
+
+    ``recent_startups`` lists the pods a second time in the tick. When no pod was starting
+    at the previous tick nor now, and no more pods are Ready than then, no pod can have
+    become Ready in between (short of one created, started and another deleted within one
+    tick, which only costs the startup estimate one sample), so the list is skipped: a
+    third of the loop's requests on a steady cluster.
+    """
+
+    def __init__(self, controller: Controller, managed: _Managed) -> None:
+        self._controller = controller
+        self._previous: tuple[int, int] | None = None
+        self._counts: tuple[int, int] | None = None
+
+    async def pod_counts(self, target: WorkloadRef) -> tuple[int, int]:
+        self._previous, self._counts = self._counts, await self._controller.kube.pod_counts(target)
+        return self._counts
+
+    async def recent_startups(self, target: WorkloadRef, *, since: float) -> list[tuple[float, float]]:
+        before, now = self._previous, self._counts
+        if before is not None and now is not None and before[1] == 0 and now[1] == 0 and now[0] <= before[0]:
+            return []
+        return await self._controller.kube.recent_startups(target, since=since)
+
+
 @dataclass
 class _Managed:
     """One managed workload and everything the loop remembers about it."""
@@ -668,6 +693,7 @@ class Controller:
         self._settings_text: str | None = None
         self._stop = asyncio.Event()
         self._stopped = False
+        self._acting = True
         self._tick_task: asyncio.Task | None = None
         if self.settings_path is not None:
             with contextlib.suppress(OSError):
@@ -683,7 +709,8 @@ class Controller:
         The root tasks are the tick loop and the settings watcher; when one ends with an
         error the other is stopped and the error re-raised (kopf's ``run_tasks``).
         """
-        self.telemetry.set_phase("leader" if self.may_act() else "follower")
+        self._acting = self.may_act()
+        self.telemetry.set_phase("leader" if self._acting else "follower")
         tasks = [asyncio.create_task(self._tick_loop(), name="scaleahead-ticks")]
         if self.settings_path is not None:
             tasks.append(asyncio.create_task(self._watch_settings(), name="scaleahead-settings"))
@@ -736,13 +763,22 @@ class Controller:
         while not self._stop.is_set():
             lag = max(0.0, self.clock.now() - scheduled)
             self.health.beat()
-            started = time.perf_counter()
-            try:
-                await self.tick()
-            except Exception:  # a bug in the loop itself: report it, keep ticking
-                log.exception("tick failed")
-            duration = time.perf_counter() - started
-            self.telemetry.record_tick(duration, lag)
+            acting = self.may_act()
+            if acting != self._acting:
+                self._acting = acting
+                with contextlib.suppress(ValueError):
+                    self.telemetry.set_phase("leader" if acting else "follower")
+                if acting:
+                    # Another replica may have acted meanwhile: read every state annotation again.
+                    for managed in self.workloads.values():
+                        managed.initialized, managed.conflicts = False, None
+            if acting:  # only the leader ticks
+                started = time.perf_counter()
+                try:
+                    await self.tick()
+                except Exception:  # a bug in the loop itself: report it, keep ticking
+                    log.exception("tick failed")
+                self.telemetry.record_tick(time.perf_counter() - started, lag)
             self.health.tick_completed()
             interval = self.settings.loop.interval_seconds
             scheduled += interval
@@ -868,7 +904,7 @@ class Controller:
         ports = PolicyPorts(
             clock=self.clock,
             metrics=_WorkloadMetrics(self, managed),
-            pods=self.kube,
+            pods=_WorkloadPods(self, managed),
             actuator=_WorkloadActuator(self, managed),
         )
         try:

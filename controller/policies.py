@@ -184,10 +184,7 @@ class PredictivePolicy:
         self._bucket.append(np.nan if load is None else load)
         if now - self._bucket_start + self._tick < self._step - 1e-9:
             return
-        # The step's value is its last observation: like a range query of the rate()
-        # at this step, and unlike a mean it does not smooth away short peaks.
-        finite = [v for v in self._bucket if v == v]
-        value = finite[-1] if finite else np.nan
+        value = self.step_value(self._bucket)
         self._bucket, self._bucket_start = [], None
         self._history.append(value)
         if len(self._history) > 2 * self._history_steps:
@@ -204,6 +201,18 @@ class PredictivePolicy:
         if self._model is not None:
             horizon = max(1, math.ceil((self.startup.seconds + self._lag + 2 * self._tick + self._step) / self._step) + 1)
             self._forecast = self._model.predict(horizon, self._levels)
+
+    @staticmethod
+    def step_value(observations: list[float]) -> float:
+        """The value of one model step: its last finite observation (NaN when it has none).
+
+        Like a range query of the rate at this step; unlike a mean it does not smooth away
+        short peaks.
+        """
+        for v in reversed(observations):
+            if v == v:
+                return v
+        return np.nan
 
     def _refit(self, now: float) -> None:
         y = np.asarray(self._history[-self._history_steps :], dtype=float)

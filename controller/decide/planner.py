@@ -84,6 +84,10 @@ class PlannerParams:
             missing or not trusted (the HPA's usual 0.7).
         tolerance: the HPA's tolerance, used by the reactive floor.
         scale_in_tolerance: a scale-in smaller than this fraction of the current count is skipped.
+        scale_up_tolerance: a scale-up smaller than this fraction of the current count is
+            skipped while the current count still covers the median forecast and the
+            reactive floor: only the quantile's headroom is thinner for a while, and every
+            action churns pods.
         interval: the central interval whose coverage the confidence gate checks.
         gate_window: how many recent outcomes the gate looks at.
         widen_below_coverage: coverage below which the quantile is widened.
@@ -93,12 +97,13 @@ class PlannerParams:
     min_replicas: int = 1
     max_replicas: int = UNBOUNDED_REPLICAS
     capacity_per_pod: float = 1.0
-    target_utilization_ratio: float = 1.0
+    target_utilization_ratio: float = 0.95
     quantile: float = 0.9
     widened_quantile: float = 0.975
     fallback_utilization_ratio: float = 0.7
     tolerance: float = 0.1
     scale_in_tolerance: float = 0.1
+    scale_up_tolerance: float = 0.0
     behavior: Behavior = field(default_factory=default_predictive_behavior)
     interval: tuple[float, float] = (0.1, 0.9)
     gate_window: int = 40
@@ -163,6 +168,7 @@ def plan(
     # 2. What the forecast needs when a pod ordered now would be ready.
     if mode == "reactive":
         forecast_replicas = 0
+        median_replicas = UNBOUNDED_REPLICAS  # no forecast: never skip a scale-up
         path = None
     else:
         path = forecast.quantile(q)
@@ -172,6 +178,7 @@ def plan(
         end = _index(forecast, now + timing.lead_seconds)
         arrive = min(_index(forecast, now + timing.startup_seconds), end)
         forecast_replicas = _pods(float(np.max(path[arrive : end + 1])), per_pod)
+        median_replicas = _pods(float(np.max(forecast.quantile(0.5)[arrive : end + 1])), per_pod)
 
     # 3. The reactive floor: the HPA calculation on the load seen now.
     floor_target = params.fallback_utilization_ratio if mode == "reactive" else params.target_utilization_ratio
@@ -210,6 +217,12 @@ def plan(
     )
     if limited < current and current - limited < params.scale_in_tolerance * current:
         limited, limit_reason = current, Reason.ScaleInWithinTolerance
+    elif (
+        current < limited <= current * (1 + params.scale_up_tolerance)
+        and floor_replicas <= current
+        and median_replicas <= current
+    ):
+        limited, limit_reason = current, Reason.ScaleUpWithinTolerance
 
     # 5. Scale-in guard: keep what the forecast needs before a replacement could start.
     guarded, guard_reason = limited, Reason.DesiredWithinRange

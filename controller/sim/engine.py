@@ -37,7 +37,15 @@ POLICY_NAMES = ("hpa", "scaleahead", "oracle")
 #: Forecaster options of the policy: horizons up to 16 one-minute steps; the policy refits
 #: on its own schedule, so ``auto`` must not refit itself inside ``update``.
 FORECASTER_OPTIONS: dict[str, dict[str, object]] = {
-    "auto": {"max_horizon_steps": 16, "refit_interval_steps": 0, "candidates": ("naive", "seasonal_naive", "ets", "stl")},
+    # Empirical error quantiles, not volatility-scaled ones: after a burst the scaled
+    # intervals stay wide for an hour and hold idle pods (measured in docs/benchmarks.md).
+    # The GBM candidate is left out: its update costs ~1.3 ms per point, too slow per tick.
+    "auto": {
+        "max_horizon_steps": 16,
+        "refit_interval_steps": 0,
+        "candidates": ("naive", "seasonal_naive", "ets", "stl"),
+        "calibration": "empirical",
+    },
 }
 
 #: What scaleahead assumes before it has seen a pod start: the settings' default, not the run's.

@@ -188,6 +188,19 @@ async def test_startup_durations_come_from_creation_and_ready_conditions(adapter
     assert await adapter.pod_startup_seconds(DEPLOYMENT, window_seconds=3600) == [45.0, 12.0]
 
 
+async def test_recent_startups_are_the_pods_ready_after_since_in_ready_order(adapter, kube_server, kube_clock):
+    seed(kube_server, DEPLOYMENT, replicas=0)
+    t = kube_clock.t
+    web = {"app": "web"}
+    kube_server.put(kubeapi.make_pod("fast", labels=web, created_at=t - 100, ready_at=t - 88))  # 12 s
+    kube_server.put(kubeapi.make_pod("slow", labels=web, created_at=t - 300, ready_at=t - 255))  # 45 s
+    kube_server.put(kubeapi.make_pod("before", labels=web, created_at=t - 500, ready_at=t - 400))  # not after since
+    kube_server.put(kubeapi.make_pod("starting", labels=web, created_at=t - 10))
+
+    assert await adapter.recent_startups(DEPLOYMENT, since=t - 400) == [(t - 255, 45.0), (t - 88, 12.0)]
+    assert await adapter.recent_startups(DEPLOYMENT, since=t - 88) == []
+
+
 async def test_startup_durations_of_emulated_pods(adapter, kube_server, kube_clock):
     seed(kube_server, STATEFULSET, replicas=2)
     kube_clock.t += STARTUP

@@ -37,7 +37,11 @@ def observe(*, load, ready, starting=0, current=None) -> Observation:
     return Observation(NOW, load, ready, starting, ready + starting if current is None else current)
 
 
-def plan(obs, forecast, state=ControllerState(), params=planner.PlannerParams(), timing=TIMING):
+#: The defaults, but provisioning at full utilisation so the arithmetic below stays plain.
+FULL = planner.PlannerParams(target_utilization_ratio=1.0)
+
+
+def plan(obs, forecast, state=ControllerState(), params=FULL, timing=TIMING):
     return planner.plan(obs, forecast, params, state, NOW, timing=timing, target="w")
 
 
@@ -67,7 +71,7 @@ def test_a_surprise_above_the_forecast_is_met_by_the_reactive_floor():
     assert s["forecast_replicas"][0] == 11  # ceil(10 * 1.1)
     assert s["floor_replicas"][0] == 30  # the HPA calculation: 300% / 100% * 10
     assert p.desired_replicas == 20  # the scale-up rate: max(10 + 4, 10 * 2)
-    nxt = planner.plan(Observation(NOW + 15, 30.0, 10, 10, 20), flat_forecast(10.0), planner.PlannerParams(), p.state, NOW + 15, timing=TIMING)
+    nxt = planner.plan(Observation(NOW + 15, 30.0, 10, 10, 20), flat_forecast(10.0), FULL, p.state, NOW + 15, timing=TIMING)
     # 15 s later the period has passed: starting pods count as 0, 30 / 20 pods = 150% -> 30
     assert nxt.desired_replicas == 30
 

@@ -1,0 +1,403 @@
+"""The control loop against the real parts: a real Prometheus and the Kubernetes API test server over HTTP.
+
+Time is simulated: the loop, the API server (pods become Ready, ``fail_for`` windows) and
+the adapters' retry sleeps all read the one ``SimClock``, and Prometheus holds backfilled
+history at those simulated times, so a query at ``clock.now()`` sees the load the test
+wrote for that moment. Each test ticks the loop itself (``controller.tick()``) and asserts
+on what the API server recorded. The run/stop test uses the system clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import textwrap
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from controller import loop, statecodec
+from controller.adapters import kube
+from controller.adapters.prometheus import PrometheusMetricsSource
+from controller.clock import SystemClock
+from controller.domain import WorkloadRef
+from controller.server import DecisionLog, Health
+from controller.settings import ControllerSettings
+from controller.sim import kubeapi, promharness
+from controller.telemetry import Telemetry
+
+pytestmark = pytest.mark.usefixtures("no_leftover_tasks")
+
+T0 = 1_700_000_000.0  # tests/conftest.py KUBE_T0: the simulated present when the tests start
+NS = "default"
+TICK = 15.0
+SELF = WorkloadRef(NS, "scaleahead-0", kind="Pod", api_version="v1")
+
+
+def _load(name: str, t: np.ndarray) -> np.ndarray:
+    """The load (requests/s; one pod serves 1.0 at 100%) of each test workload."""
+    if name == "steady":
+        return np.full(t.shape, 5.0)
+    if name == "drop":  # 7 until T0 + 30, then 1
+        return np.where(t < T0 + 30, 7.0, 1.0)
+    raise KeyError(name)
+
+
+@pytest.fixture(scope="module")
+def prom():
+    """One real Prometheus for the module with the workloads' load backfilled around T0."""
+    server = promharness.PrometheusServer(scrape_interval_seconds=60)
+    t = np.arange(T0 - 2 * 3600, T0 + 2 * 3600, 15.0)
+    series = [promharness.gauge_series("demand", {"namespace": NS, "workload": name}, t, _load(name, t)) for name in ("steady", "drop")]
+    server.backfill(series)
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(autouse=True)
+def _prometheus_running(prom):
+    # a test that stops Prometheus must not leave it stopped for the next one
+    yield
+    if not prom.running:
+        prom.start()
+
+
+def settings_yaml(prom_url: str, workloads: str, *, extra: str = "", mode: str = "active") -> str:
+    return textwrap.dedent(
+        f"""\
+        loop:
+          interval_seconds: {TICK}
+          failure_threshold: 3
+          default_mode: {mode}
+        metrics:
+          prometheus_url: {prom_url}
+          load_query: 'sum(demand{{namespace="$namespace",workload="$name"}})'
+          lag_seconds: 15
+        forecast:
+          model: naive
+          history_days: 1
+        """
+    ) + textwrap.dedent(extra) + "workloads:\n" + textwrap.indent(textwrap.dedent(workloads), "  ")
+
+
+class World:
+    """The controller under test and what it talks to."""
+
+    def __init__(self, *, server, api, clock, prom, settings_text: str, settings_path=None, prom_timeout=2.0):
+        self.server, self.api, self.clock, self.prom = server, api, clock, prom
+        self.registry = CollectorRegistry()
+        self.telemetry = Telemetry(self.registry)
+        self.metrics = PrometheusMetricsSource(prom.url, timeout_seconds=prom_timeout, retries=0, sleep=clock.sleep,
+                                               on_request=self.telemetry.record_prometheus)  # fmt: skip
+        self.kube = kube.KubeAdapter(api, clock=clock, on_call=self.telemetry.record_kube)
+        self.decisions = DecisionLog()
+        self.health = Health()
+        settings = ControllerSettings.from_yaml(settings_text)
+        self.controller = loop.Controller(
+            settings, clock=clock, metrics=self.metrics, kube=self.kube, telemetry=self.telemetry, health=self.health,
+            decisions=self.decisions, settings_path=settings_path, self_ref=SELF,
+        )  # fmt: skip
+
+    async def ticks(self, n: int, *, every: float = TICK) -> None:
+        for _ in range(n):
+            await self.controller.tick()
+            self.clock.t += every
+
+    def metric(self, name: str, **labels) -> float | None:
+        return self.registry.get_sample_value(name, labels)
+
+    def replicas(self, name: str) -> int:
+        return self.server.get("deployments", NS, name)["spec"].get("replicas", 0)
+
+    def scale_patches(self, name: str = "*", *, ok_only: bool = True):
+        return [r for r in self.server.requests_to("PATCH", f"*/deployments/{name}/scale") if r.status == 200 or not ok_only]
+
+    def events(self, reason: str | None = None):
+        return [e for e in self.server.objects("events", None) if reason is None or e["reason"] == reason]
+
+    async def close(self):
+        await self.metrics.aclose()
+
+
+@pytest.fixture
+async def world_factory(kube_server, kube_api, kube_clock, prom):
+    worlds = []
+
+    def make(settings_text: str, **kwargs) -> World:
+        world = World(server=kube_server, api=kube_api, clock=kube_clock, prom=prom, settings_text=settings_text, **kwargs)
+        worlds.append(world)
+        return world
+
+    yield make
+    for world in worlds:
+        await world.close()
+
+
+def deploy(server, clock, name: str, replicas: int, **kwargs) -> None:
+    """Create a deployment whose pods are Ready by T0 (they start 30 s after creation)."""
+    clock.t = T0 - 120
+    server.put(kubeapi.make_deployment(name, replicas=replicas, **kwargs))
+    clock.t = T0
+    server.sync()
+
+
+# ---- modes ---------------------------------------------------------------------------------------
+
+
+async def test_recommend_mode_publishes_the_decision_but_never_patches(world_factory, kube_server, kube_clock, prom):
+    deploy(kube_server, kube_clock, "steady", 2)
+    w = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}", mode="recommend"))
+    await w.ticks(4)
+    assert [r.method for r in kube_server.requests if r.method not in ("GET",)] == []
+    assert w.replicas("steady") == 2
+    last = w.decisions.snapshot()["Deployment/default/steady"][-1]
+    stages = {stage["stage"]: stage["value"] for stage in last["stages"]}
+    assert stages["raw_replicas"] == 8  # ceil(5 / 0.7)
+    assert last["to"] == 6  # 2 + 4 pods per 15 s: the count never changed, so the limit applies every tick
+    assert w.metric("scaleahead_desired_replicas", workload="Deployment/default/steady") == 6
+    assert w.metric("scaleahead_workloads_managed", mode="recommend") == 1
+
+
+async def test_active_mode_scales_and_records_an_event_with_the_reason(world_factory, kube_server, kube_clock, prom):
+    deploy(kube_server, kube_clock, "steady", 2)
+    w = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}"))
+    await w.ticks(4)
+    assert w.replicas("steady") == 8  # 2 -> 6 (+4 pods per 15 s) -> 8
+    assert [r.body for r in w.scale_patches("steady")] == [{"spec": {"replicas": 6}}, {"spec": {"replicas": 8}}]
+    reasons = [e["reason"] for e in w.events()]
+    assert len(reasons) == 2 and all(r for r in reasons)
+    assert "Scaled from 2 to 6" in w.events()[0]["message"]
+
+
+async def test_a_target_scaled_by_an_hpa_is_refused_and_reported(world_factory, kube_server, kube_clock, prom):
+    deploy(kube_server, kube_clock, "steady", 2)
+    kube_server.put(kubeapi.make_hpa("steady", target_kind="Deployment", target_name="steady"))
+    w = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}"))
+    await w.ticks(3)
+    assert w.scale_patches() == []
+    conflict_events = w.events(loop.EVENT_CONFLICT)
+    assert len(conflict_events) == 1  # once, not per tick
+    assert "HorizontalPodAutoscaler default/steady" in conflict_events[0]["message"]
+    assert w.metric("scaleahead_conflicts", workload="Deployment/default/steady") == 1
+
+    # the HPA goes away: the next re-check lets the controller drive the target
+    kube_server.store.delete(kubeapi.HPAS, NS, "steady")
+    w.controller.conflict_recheck_seconds = TICK
+    await w.ticks(3)
+    assert w.replicas("steady") == 8
+    assert w.metric("scaleahead_conflicts", workload="Deployment/default/steady") == 0
+
+
+# ---- state survives a restart --------------------------------------------------------------------
+
+DROP_BEHAVIOR = """\
+replicas:
+  target_utilization_ratio: 0.7
+  behavior:
+    scale_down:
+      stabilization_window_seconds: 30
+      policies: [{type: Percent, value: 50, period_seconds: 300}]
+"""
+
+
+async def test_the_state_annotation_keeps_the_cooldown_across_a_restart(world_factory, kube_server, kube_clock, prom):
+    deploy(kube_server, kube_clock, "drop", 10)
+    text = settings_yaml(prom.url, "- {namespace: default, name: drop}", extra=DROP_BEHAVIOR)
+    a = world_factory(text)
+    # load 7 (10 pods) until T0 + 30, then 1: after the 30 s window, -50% per 300 s allows 10 -> 5
+    while not a.scale_patches("drop"):
+        await a.ticks(1)
+        assert kube_clock.t < T0 + 200
+    assert a.replicas("drop") == 5
+    scaled_at = a.scale_patches("drop")[0].at
+    annotation = kube_server.get("deployments", NS, "drop")["metadata"]["annotations"][kube.STATE_ANNOTATION]
+    restored = statecodec.decode(annotation)
+    assert restored.warning is None
+    assert [e.delta for e in restored.state.scale_down_events] == [5]
+    state_writes = kube_server.requests_to("PATCH", "*/deployments/drop")
+    assert 1 <= len(state_writes) <= 3  # compare before writing: not once per tick
+
+    # A new controller (a restart) reads the annotation: the 300 s scale-down budget is spent.
+    kube_clock.t = scaled_at + TICK
+    b = world_factory(text)
+    await b.ticks(10)  # up to scaled_at + 165 s: inside the period
+    assert len(b.scale_patches("drop")) == 1  # still only A's
+    assert b.replicas("drop") == 5
+    assert b.decisions.snapshot()["Deployment/default/drop"][-1]["to"] == 5
+
+
+async def test_an_unreadable_state_annotation_is_ignored_with_a_warning(world_factory, kube_server, kube_clock, prom, caplog):
+    deploy(kube_server, kube_clock, "steady", 8, annotations={kube.STATE_ANNOTATION: "{garbage"})
+    w = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}"))
+    with caplog.at_level(logging.WARNING, logger="controller.loop"):
+        await w.ticks(2)
+    assert any("not JSON" in r.getMessage() for r in caplog.records)
+    assert w.decisions.snapshot()["Deployment/default/steady"][-1]["to"] == 8
+
+
+# ---- settings reload -----------------------------------------------------------------------------
+
+
+async def test_a_bad_settings_edit_keeps_the_last_good_settings(world_factory, kube_server, kube_clock, prom, tmp_path):
+    deploy(kube_server, kube_clock, "steady", 2)
+    path = tmp_path / "config.yaml"
+    good = settings_yaml(prom.url, "- {namespace: default, name: steady}", mode="recommend")
+    path.write_text(good)
+    w = world_factory(good, settings_path=path)
+    assert await w.controller.check_settings() is None  # unchanged
+    assert w.metric("scaleahead_config_valid") == 1
+
+    path.write_text(good.replace("failure_threshold: 3", "failure_treshold: 3").replace("interval_seconds: 15.0", "interval_seconds: -1"))
+    assert await w.controller.check_settings() is False
+    assert w.metric("scaleahead_config_valid") == 0
+    assert w.controller.settings.loop.interval_seconds == TICK  # the last good settings
+    (event,) = w.events(loop.EVENT_INVALID_SETTINGS)
+    assert event["involvedObject"]["kind"] == "Pod" and event["involvedObject"]["name"] == SELF.name
+    assert "failure_treshold" in event["message"] and "interval_seconds" in event["message"]
+    await w.ticks(2)
+    assert w.scale_patches() == []  # still recommend
+
+    path.write_text(good.replace("default_mode: recommend", "default_mode: active"))
+    assert await w.controller.check_settings() is True
+    assert w.metric("scaleahead_config_valid") == 1
+    await w.ticks(3)
+    assert w.replicas("steady") == 8
+
+
+# ---- faults --------------------------------------------------------------------------------------
+
+
+async def test_missing_data_never_scales_in(world_factory, kube_server, kube_clock, prom):
+    deploy(kube_server, kube_clock, "gone", 10)  # no series at all for this workload
+    for on_missing in ("hold", "zero"):
+        extra = f"replicas: {{downscale_stabilization_seconds: 0}}\n"
+        w = world_factory(settings_yaml(prom.url, "- {namespace: default, name: gone}", extra=extra)
+                          .replace("lag_seconds: 15", f"lag_seconds: 15\n  on_missing: {on_missing}"))  # fmt: skip
+        await w.ticks(8)
+        assert w.scale_patches() == [], on_missing
+        assert w.replicas("gone") == 10
+
+
+async def test_prometheus_stopped_mid_run_holds_reports_and_resumes(world_factory, kube_server, kube_clock, prom):
+    deploy(kube_server, kube_clock, "steady", 2)
+    w = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}"))
+    await w.ticks(1)
+    assert w.replicas("steady") == 6
+    prom.stop()
+    try:
+        await w.ticks(8)  # failures 1, 2 (skip 1), 3 (skip 3): holding from the third
+        assert w.replicas("steady") == 6
+        assert w.controller.managed()["Deployment/default/steady"]["holding"]
+        assert len(w.events(loop.EVENT_HOLDING)) == 1
+        last = w.decisions.snapshot()["Deployment/default/steady"][-1]
+        assert last["reason"] == "MetricsUnavailable" and "holding 6 replicas" in last["message"]
+        assert w.metric("scaleahead_prometheus_errors_total", endpoint="query") >= 3
+    finally:
+        prom.start()
+    await w.ticks(10)
+    assert not w.controller.managed()["Deployment/default/steady"]["holding"]
+    assert len(w.events(loop.EVENT_RESUMED)) == 1
+    assert w.replicas("steady") == 8
+
+
+async def test_queries_that_time_out_count_as_failures_and_do_not_block_the_tick(world_factory, kube_server, kube_clock, prom):
+    deploy(kube_server, kube_clock, "steady", 8)
+    w = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}"), prom_timeout=0.3)
+    await w.ticks(1)
+    pid = prom._proc.pid
+    os.kill(pid, signal.SIGSTOP)  # accepts connections, never answers
+    try:
+        started = asyncio.get_running_loop().time()
+        await w.ticks(1)
+        assert asyncio.get_running_loop().time() - started < 3.0
+        assert w.controller.managed()["Deployment/default/steady"]["failures"] == 1
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await w.ticks(2)
+    assert w.controller.managed()["Deployment/default/steady"]["failures"] == 0
+    assert w.scale_patches() == []
+
+
+async def test_a_409_storm_is_retried_and_then_the_next_tick_applies(world_factory, kube_server, kube_clock, prom):
+    deploy(kube_server, kube_clock, "steady", 6)
+    w = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}"))
+    kube_server.faults.fail_next(7, status=409, method="PATCH", path="*/scale")
+    await w.ticks(1)  # 5 conflicts in a row: the adapter gives up, the tick counts a failure
+    assert w.replicas("steady") == 6
+    assert w.controller.managed()["Deployment/default/steady"]["failures"] == 1
+    await w.ticks(1)  # 2 more conflicts, then it goes through
+    assert w.replicas("steady") == 8
+    assert w.controller.managed()["Deployment/default/steady"]["failures"] == 0
+    assert len(w.scale_patches("steady", ok_only=False)) == 8
+
+
+async def test_an_api_server_failing_for_a_minute_only_pauses_the_workload(world_factory, kube_server, kube_clock, prom):
+    deploy(kube_server, kube_clock, "steady", 2)
+    w = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}"))
+    kube_server.faults.fail_for(60, status=500)
+    fault_end = kube_clock.t + 60
+    while kube_clock.t < fault_end + 10 * TICK:
+        await w.ticks(1)
+    ok_during = [r for r in kube_server.requests if r.status < 400 and r.at < fault_end]
+    assert ok_during == []
+    assert w.metric("scaleahead_kube_errors_total", operation="read_object", status="500") >= 1
+    assert w.replicas("steady") == 8
+    assert w.controller.managed()["Deployment/default/steady"]["failures"] == 0
+
+
+# ---- discovery -----------------------------------------------------------------------------------
+
+
+async def test_annotated_deployments_are_discovered_with_their_overrides(world_factory, kube_server, kube_clock, prom, kube_api):
+    deploy(kube_server, kube_clock, "steady", 2, annotations={
+        loop.ANNOTATION_ENABLED: "true", "scaleahead.io/max-replicas": "7", "scaleahead.io/mode": "active"})  # fmt: skip
+    kube_server.put(kubeapi.make_deployment("bad", annotations={loop.ANNOTATION_ENABLED: "true", "scaleahead.io/min-replicas": "x"}))
+    kube_server.put(kubeapi.make_deployment("other"))
+    w = world_factory(settings_yaml(prom.url, "[]", mode="recommend").replace("workloads:\n  []", "workloads: []"))
+    w.controller.discovery = loop.AnnotationDiscovery(kube_api)
+    await w.ticks(3)
+    assert list(w.controller.managed()) == ["Deployment/default/steady"]
+    assert w.replicas("steady") == 7  # capped by its annotation
+
+
+# ---- run and stop --------------------------------------------------------------------------------
+
+
+async def test_run_ticks_on_its_interval_and_stops_gracefully(kube_server, kube_api, prom, tmp_path):
+    kube_server.put(kubeapi.make_deployment("steady", replicas=8))
+    path = tmp_path / "config.yaml"
+    text = settings_yaml(prom.url, "- {namespace: default, name: steady}").replace("interval_seconds: 15.0", "interval_seconds: 0.1")
+    path.write_text(text)
+    registry = CollectorRegistry()
+    telemetry = Telemetry(registry)
+    metrics = PrometheusMetricsSource(prom.url, timeout_seconds=2, retries=0)
+    health = Health()
+    controller = loop.Controller(
+        ControllerSettings.from_yaml(text), clock=SystemClock(), metrics=metrics, kube=kube.KubeAdapter(kube_api),
+        telemetry=telemetry, health=health, decisions=DecisionLog(), settings_path=path, settings_poll_seconds=0.05,
+    )  # fmt: skip
+    task = asyncio.create_task(controller.run())
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if controller.ticks >= 3:
+                break
+        assert controller.ticks >= 3 and health.ready()
+        path.write_text("loop: [")  # a bad edit, picked up by the watcher
+        for _ in range(40):
+            await asyncio.sleep(0.05)
+            if registry.get_sample_value("scaleahead_config_valid") == 0:
+                break
+        assert registry.get_sample_value("scaleahead_config_valid") == 0
+        assert controller.ticks >= 3
+    finally:
+        controller.stop()
+        await asyncio.wait_for(task, 5)
+        await metrics.aclose()
+    assert not health.alive()
+    assert registry.get_sample_value("scaleahead_tick_duration_seconds_count") >= 3
+    assert registry.get_sample_value("scaleahead_tick_lag_seconds") is not None

@@ -1,0 +1,94 @@
+"""The state annotation codec: round trip, trimming, and tolerance of anything unreadable."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from controller import statecodec
+from controller.domain import ControllerState, Recommendation, ScaleEvent
+
+NOW = 1_700_000_000.0
+
+
+def state(**overrides) -> ControllerState:
+    base = dict(
+        recommendations=(Recommendation(10, NOW - 100), Recommendation(8, NOW - 30), Recommendation(8, NOW - 15)),
+        scale_up_events=(ScaleEvent(4, NOW - 40),),
+        scale_down_events=(ScaleEvent(2, NOW - 20),),
+        pending_checks=((NOW + 60, 3.25, 7.5),),
+        interval_hits=(True, False, True),
+    )
+    return ControllerState(**{**base, **overrides})
+
+
+def encode(s: ControllerState, **kwargs) -> str:
+    return statecodec.encode(s, now=NOW, keep_seconds=kwargs.pop("keep", 300), event_keep_seconds=kwargs.pop("events", 60), **kwargs)
+
+
+def test_a_state_survives_the_round_trip_with_recommendations_compacted():
+    decoded = statecodec.decode(encode(state(), startup_samples=((42.0, 1.0),)))
+    assert decoded.warning is None
+    # 8 at -30 and 8 at -15 answer every window question as 8 at -15 alone
+    assert decoded.state.recommendations == (Recommendation(10, NOW - 100), Recommendation(8, NOW - 15))
+    assert decoded.state.scale_up_events == (ScaleEvent(4, NOW - 40),)
+    assert decoded.state.scale_down_events == (ScaleEvent(2, NOW - 20),)
+    assert decoded.state.pending_checks == ((NOW + 60, 3.25, 7.5),)
+    assert decoded.state.interval_hits == (True, False, True)
+    assert decoded.startup_samples == ((42.0, 1.0),)
+
+
+def test_equal_states_encode_to_equal_text_so_a_write_can_be_skipped():
+    assert encode(state()) == encode(state())
+
+
+def test_history_older_than_the_windows_is_trimmed():
+    decoded = statecodec.decode(encode(state(), keep=60, events=30, max_hits=2))
+    assert decoded.state.recommendations == (Recommendation(8, NOW - 15),)  # 10 at -100 is outside 60 s
+    assert decoded.state.scale_up_events == ()  # -40 is outside the 30 s period
+    assert decoded.state.scale_down_events == (ScaleEvent(2, NOW - 20),)
+    assert decoded.state.interval_hits == (False, True)
+
+
+def test_a_long_tick_history_stays_small():
+    recs = tuple(Recommendation(5 + i % 3, NOW - 300 + i) for i in range(300))
+    text = encode(state(recommendations=recs, interval_hits=(True,) * 500))
+    assert len(text) < 600
+    assert {r.replicas for r in statecodec.decode(text).state.recommendations} == {5, 6, 7}
+
+
+def test_an_oversized_state_drops_its_optional_parts_first():
+    checks = tuple((NOW + i, 1.0, 2.0) for i in range(2000))
+    text = encode(state(pending_checks=checks), max_checks=5000)
+    assert len(text.encode()) <= statecodec.MAX_BYTES
+    decoded = statecodec.decode(text)
+    assert decoded.state.pending_checks == ()
+    assert decoded.state.recommendations  # what the windows need is kept
+
+
+@pytest.mark.parametrize(
+    "text, warned",
+    [
+        pytest.param(None, False, id="no-annotation"),
+        pytest.param("", False, id="empty"),
+        pytest.param("{not json", True, id="garbage"),
+        pytest.param("[1, 2]", True, id="not-an-object"),
+        pytest.param('{"v": 0, "rec": [[3, 1.0]]}', True, id="old-version"),
+        pytest.param('{"v": 99}', True, id="newer-version"),
+        pytest.param('{"v": 1, "rec": [["x", 1.0]]}', True, id="bad-number"),
+        pytest.param('{"v": 1, "rec": [[3]]}', True, id="bad-shape"),
+        pytest.param('{"v": 1, "hits": "10x"}', True, id="bad-hits"),
+        pytest.param('{"v": 1, "rec": [[-3, 1.0]]}', True, id="negative-replicas"),
+    ],
+)
+def test_an_unreadable_annotation_gives_a_fresh_state_never_an_error(text, warned):
+    decoded = statecodec.decode(text)
+    assert decoded.state == ControllerState()
+    assert (decoded.warning is not None) is warned
+
+
+def test_the_written_time_is_optional_and_read_back():
+    text = encode(state(), include_written_at=True)
+    assert json.loads(text)["at"] == NOW
+    assert statecodec.decode(text).written_at == NOW
