@@ -93,7 +93,8 @@ def json_lines(text: str) -> dict[str, dict]:
 
 
 def simulate(capsys, csv: Path, *args: str) -> dict[str, dict]:
-    assert main(["simulate", "--trace", str(csv), "--json", "--no-progress", *args]) == 0
+    policy = [] if "--policy" in args else ["--policy", "hpa,oracle"]  # backtest's default policies
+    assert main(["simulate", "--trace", str(csv), "--json", "--no-progress", *policy, *args]) == 0
     return json_lines(capsys.readouterr().out)
 
 
