@@ -15,7 +15,8 @@ Choices a reader might question (also in ``docs/backtest.md``):
   demand is ``value / X``, the controller's own reading of the load; the score's
   ``peak_pods`` is then the 99th percentile of that demand.
 * **Settings.** ``--settings`` supplies what the settings say about this run:
-  ``replicas.startup_seconds``, ``metrics.capacity_per_pod``, ``forecast.model``
+  ``replicas.startup_seconds``, ``metrics.capacity_per_pod``, and everything the
+  ``scaleahead`` policy reads (``forecast``, ``replicas`` and its ``behavior``), ``forecast.model``
   (for the ``scaleahead`` policy) and the connection (``metrics.prometheus_url``,
   token, CA, TLS verification, timeout). A flag given on the command line wins.
 * **Times.** RFC 3339 with a zone, a bare date (UTC midnight), Unix seconds, or
@@ -182,7 +183,7 @@ def _backtest(args: argparse.Namespace) -> int:
         startup_distribution=args.startup_distribution,
         seed=args.seed,
         hpa_target=args.hpa_target,
-        forecast_model=_forecast_model(settings, policies, args.settings),
+        settings=_policy_settings(settings, policies, args.settings),
     )
     capacity = _capacity_per_pod(args, settings)
     peak_pods = DEFAULT_PEAK_PODS if args.peak_pods is None else args.peak_pods
@@ -275,16 +276,17 @@ def _capacity_per_pod(args: argparse.Namespace, settings) -> float | None:
     return None
 
 
-def _forecast_model(settings, policies: list[str], source: str | None) -> str:
+def _policy_settings(settings, policies: list[str], source: str | None):
+    """The settings the scaleahead policy replays with: the whole ConfigMap (planner, model, bounds)."""
     if settings is None:
-        return engine.SimConfig.forecast_model
+        return None
     name = settings.forecast.model
     if "scaleahead" in policies:
         import models
 
         if name not in models.names():
             raise UserError(f"{source}: forecast.model {name!r} is not a known model; known: {', '.join(models.names())}")
-    return name
+    return settings
 
 
 def _check_report_path(path: str) -> None:

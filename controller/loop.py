@@ -70,7 +70,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from controller import statecodec
+from controller import policies, statecodec
 from controller.decide import leadtime, planner
 from controller.domain import Decision, Reason, Recommendation, Sample, Series, WorkloadRef
 from controller.policies import Policy, PolicyPorts, PredictivePolicy
@@ -340,31 +340,8 @@ class _PrefittingPods:
 PolicyFactory = Callable[[ControllerSettings, WorkloadSettings, PolicyPorts], Policy]
 
 
-def planner_params(settings: ControllerSettings, workload: WorkloadSettings) -> planner.PlannerParams:
-    """The workload's effective replica settings mapped onto ``planner.PlannerParams``.
-
-    ``replicas.behavior`` replaces the planner's behaviour when set; when it is null the
-    planner's own (``default_predictive_behavior``) is used with its scale-down window set
-    to ``downscale_stabilization_seconds``.
-    """
-    replicas = settings.effective_replicas(workload)
-    behavior = replicas.to_behavior()
-    if behavior is None:
-        default = planner.default_predictive_behavior()
-        behavior = dataclasses.replace(
-            default,
-            scale_down=dataclasses.replace(default.scale_down, stabilization_window_seconds=replicas.downscale_stabilization_seconds),
-        )
-    return planner.PlannerParams(
-        min_replicas=replicas.min_replicas,
-        max_replicas=replicas.max_replicas,
-        capacity_per_pod=settings.metrics.capacity_per_pod,
-        target_utilization_ratio=replicas.target_utilization_ratio,
-        quantile=settings.forecast.quantile,
-        widened_quantile=max(settings.forecast.quantile, 0.975),
-        tolerance=replicas.tolerance_ratio,
-        behavior=behavior,
-    )
+#: Kept here for callers of the loop; the mapping lives with the policies, shared with the simulator.
+planner_params = policies.planner_params
 
 
 def build_predictive_policy(
@@ -384,8 +361,6 @@ def build_predictive_policy(
         model_step_seconds: step of the series the model sees (the local demo shortens it).
         first_fit_seconds: history needed before the first fit.
     """
-    import models
-
     from controller.adapters.prometheus import render_query
 
     replicas = settings.effective_replicas(workload)
@@ -399,8 +374,8 @@ def build_predictive_policy(
     return LivePredictivePolicy(
         ports,
         planner_params(settings, workload),
-        forecaster_factory=lambda: models.create(model_name, max_horizon_steps=max_horizon),
-        fallback_factory=lambda: models.create(fallback_name, max_horizon_steps=max_horizon),
+        forecaster_factory=policies.forecaster_factory(model_name, max_horizon_steps=max_horizon),
+        fallback_factory=policies.forecaster_factory(fallback_name, max_horizon_steps=max_horizon),
         query=query,
         startup_prior_seconds=replicas.startup_seconds,
         lag_seconds=lag,

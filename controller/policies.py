@@ -15,10 +15,62 @@ from typing import Protocol
 
 import numpy as np
 
+import dataclasses
+
+import models
 from controller.decide import hpa, leadtime, planner
 from controller.domain import ControllerState, Decision, Observation, WorkloadRef
 from controller.ports import Clock, MetricsSource, PodCounter, ReplicaActuator
+from controller.settings import ControllerSettings, WorkloadSettings
 from models.base import Forecast, Forecaster
+
+#: Options of the forecasters the policy builds, by model name; the simulator and the live
+#: loop both use them, so the policy that is scored is the policy that runs.
+FORECASTER_OPTIONS: dict[str, dict[str, object]] = {
+    # The policy refits on its own schedule, so ``auto`` must not refit inside ``update``.
+    # Empirical error quantiles, not volatility-scaled ones: after a burst the scaled
+    # intervals stay wide for an hour and hold idle pods (see docs/benchmarks.md).
+    # The GBM candidate is left out: its update costs ~1.3 ms per point, too slow per tick.
+    "auto": {
+        "refit_interval_steps": 0,
+        "candidates": ("naive", "seasonal_naive", "ets", "stl"),
+        "calibration": "empirical",
+    },
+}
+
+
+def forecaster_factory(name: str, *, max_horizon_steps: int) -> Callable[[], Forecaster]:
+    """A factory of fresh forecasters ``name`` with the policy's options (``FORECASTER_OPTIONS``)."""
+    options = {"max_horizon_steps": max_horizon_steps, **FORECASTER_OPTIONS.get(name, {})}
+    models.create(name, **options)  # fail now, with the known names, on a bad name or option
+    return lambda: models.create(name, **options)
+
+
+def planner_params(settings: ControllerSettings, workload: WorkloadSettings) -> planner.PlannerParams:
+    """The workload's effective settings mapped onto ``planner.PlannerParams``.
+
+    ``replicas.behavior`` replaces the planner's behaviour when set; when it is null the
+    planner's own (``default_predictive_behavior``) is used with its scale-down window set
+    to ``downscale_stabilization_seconds``.
+    """
+    replicas = settings.effective_replicas(workload)
+    behavior = replicas.to_behavior()
+    if behavior is None:
+        default = planner.default_predictive_behavior()
+        behavior = dataclasses.replace(
+            default,
+            scale_down=dataclasses.replace(default.scale_down, stabilization_window_seconds=replicas.downscale_stabilization_seconds),
+        )
+    return planner.PlannerParams(
+        min_replicas=replicas.min_replicas,
+        max_replicas=replicas.max_replicas,
+        capacity_per_pod=settings.metrics.capacity_per_pod,
+        target_utilization_ratio=replicas.target_utilization_ratio,
+        quantile=settings.forecast.quantile,
+        widened_quantile=max(settings.forecast.quantile, 0.975),
+        tolerance=replicas.tolerance_ratio,
+        behavior=behavior,
+    )
 
 
 @dataclass(frozen=True)

@@ -232,7 +232,11 @@ class ForecastSettings(_Settings):
         "seasonal_naive", description="Model that takes over when the chosen model fails to fit."
     )
     history_days: int = Field(14, gt=0, description="Days of load history the model is fitted on.")
-    refit_interval_seconds: int = Field(3600, gt=0, description="Seconds between two fits of the model.")
+    refit_interval_seconds: int = Field(
+        86400,
+        gt=0,
+        description="Seconds between two full fits of the model; between fits each new point is a cheap update.",
+    )
     quantile: float = Field(
         0.9,
         gt=0,
@@ -346,10 +350,15 @@ class ReplicaSettings(_Settings):
     min_replicas: int = Field(1, ge=0, description="Fewest replicas the controller sets.")
     max_replicas: int = Field(100, ge=1, description="Most replicas the controller sets; at least min_replicas.")
     target_utilization_ratio: float = Field(
-        0.7,
+        0.95,
         gt=0,
         le=1,
-        description="Share of a pod's capacity it should run at (0 < x <= 1); lower means more headroom.",
+        description=(
+            "Share of a pod's capacity the forecast quantile is provisioned at (0 < x <= 1); lower means more "
+            "headroom. The forecast quantile already holds headroom in proportion to uncertainty, so this is "
+            "close to 1, unlike the HPA's usual 0.7 (which the planner still uses as its floor when it has no "
+            "trusted forecast)."
+        ),
     )
     tolerance_ratio: float = Field(
         0.1,

@@ -16,16 +16,19 @@ suspends, so a month of 15-s ticks takes seconds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from controller.decide import hpa, planner
+from controller.decide import hpa
 from controller.domain import WorkloadRef
 from controller.errors import UserError
+from controller import policies
 from controller.policies import HpaPolicy, Policy, PolicyPorts, PredictivePolicy
+from controller.settings import ControllerSettings, WorkloadSettings
 from controller.sim.cluster import SimActuator, SimClock, SimCluster, SimMetrics, SimPods
 from controller.sim.oracle import OraclePolicy
 from controller.sim.results import DecisionRecord, RunResult, Score
@@ -34,22 +37,9 @@ from controller.sim.scenario import TICK_SECONDS, Scenario, oracle_alive, startu
 #: The policies ``simulate`` knows, in the order reports list them.
 POLICY_NAMES = ("hpa", "scaleahead", "oracle")
 
-#: Forecaster options of the policy: horizons up to 16 one-minute steps; the policy refits
-#: on its own schedule, so ``auto`` must not refit itself inside ``update``.
-FORECASTER_OPTIONS: dict[str, dict[str, object]] = {
-    # Empirical error quantiles, not volatility-scaled ones: after a burst the scaled
-    # intervals stay wide for an hour and hold idle pods (measured in docs/benchmarks.md).
-    # The GBM candidate is left out: its update costs ~1.3 ms per point, too slow per tick.
-    "auto": {
-        "max_horizon_steps": 16,
-        "refit_interval_steps": 0,
-        "candidates": ("naive", "seasonal_naive", "ets", "stl"),
-        "calibration": "empirical",
-    },
-}
-
-#: What scaleahead assumes before it has seen a pod start: the settings' default, not the run's.
-DEFAULT_STARTUP_PRIOR_SECONDS = 120.0
+#: Forecast horizons (one-minute steps) with their own calibration in the simulator: 16 minutes
+#: covers a learned startup of up to about 14 minutes.
+SIM_MAX_HORIZON_STEPS = 16
 
 TARGET = WorkloadRef(namespace="sim", name="workload")
 
@@ -63,7 +53,8 @@ class SimConfig:
     seed: int = 0
     hpa_target: float = 0.7
     min_replicas: int = 1
-    forecast_model: str = "auto"
+    #: Settings of the scaleahead policy (a backtest's ConfigMap); ``None``: the defaults.
+    settings: ControllerSettings | None = None
 
     def __post_init__(self) -> None:
         if self.startup_seconds < 0:
@@ -90,16 +81,23 @@ def _build_oracle(ports: PolicyPorts, scenario: Scenario, config: SimConfig) -> 
 
 
 def _build_scaleahead(ports: PolicyPorts, scenario: Scenario, config: SimConfig) -> Policy:
-    # One set of defaults for every trace: the planner's and the forecaster's own.
-    # The startup time is learned from the pods; the prior is only the first guess.
-    import models
-
-    params = planner.PlannerParams(min_replicas=config.min_replicas)
+    # One set of defaults for every trace: the settings' defaults (or the settings given,
+    # for a backtest), mapped onto the policy exactly as the live loop maps them. The
+    # startup time is learned from the pods; the settings' startup_seconds is only the prior.
+    settings = config.settings or ControllerSettings()
+    workload = WorkloadSettings(namespace=TARGET.namespace, name=TARGET.name)
+    params = policies.planner_params(settings, workload)
+    if config.settings is None:
+        params = dataclasses.replace(params, min_replicas=config.min_replicas, max_replicas=hpa.UNBOUNDED_REPLICAS)
+    replicas = settings.effective_replicas(workload)
     return PredictivePolicy(
         ports,
         params,
-        forecaster_factory=lambda: models.create(config.forecast_model, **FORECASTER_OPTIONS.get(config.forecast_model, {})),
-        startup_prior_seconds=DEFAULT_STARTUP_PRIOR_SECONDS,
+        forecaster_factory=policies.forecaster_factory(settings.forecast.model, max_horizon_steps=SIM_MAX_HORIZON_STEPS),
+        startup_prior_seconds=replicas.startup_seconds,
+        lag_seconds=settings.metrics.lag_seconds,
+        history_seconds=settings.forecast.history_days * 86400.0,
+        refit_interval_seconds=float(settings.forecast.refit_interval_seconds),
         record_forecast=True,
     )
 
