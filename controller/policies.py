@@ -83,6 +83,22 @@ class PolicyPorts:
     actuator: ReplicaActuator
 
 
+async def observe(ports: PolicyPorts, target: WorkloadRef, query: str) -> Observation:
+    """Read what one reconcile plans on: the load now, the pod counts and ``spec.replicas``."""
+    now = ports.clock.now()
+    sample = await ports.metrics.instant(query, now)
+    ready, starting = await ports.pods.pod_counts(target)
+    current = await ports.actuator.current_replicas(target)
+    return Observation(now, None if sample is None else sample.value, ready, starting, current)
+
+
+async def act(ports: PolicyPorts, target: WorkloadRef, decision: Decision) -> Decision:
+    """Scale ``target`` when the decision changes its count (compare before writing)."""
+    if decision.to_value != decision.from_value:
+        await ports.actuator.scale(target, decision.to_value, decision.reason)
+    return decision
+
+
 class Policy(Protocol):
     """One workload's controller: ``reconcile`` runs once per tick."""
 
@@ -111,18 +127,10 @@ class HpaPolicy:
         self.state = ControllerState()
 
     async def reconcile(self, target: WorkloadRef) -> Decision:
-        ports = self._ports
-        now = ports.clock.now()
-        sample = await ports.metrics.instant(self._query, now)
-        ready, starting = await ports.pods.pod_counts(target)
-        current = await ports.actuator.current_replicas(target)
-        obs = Observation(now, None if sample is None else sample.value, ready, starting, current)
-        result = hpa.plan(obs, self._params, self.state, now, target=target.name)
+        obs = await observe(self._ports, target, self._query)
+        result = hpa.plan(obs, self._params, self.state, obs.at, target=target.name)
         self.state = result.state
-        decision = result.decisions[0]
-        if decision.to_value != current:
-            await ports.actuator.scale(target, decision.to_value, decision.reason)
-        return decision
+        return await act(self._ports, target, result.decisions[0])
 
 
 class PredictivePolicy:
@@ -204,30 +212,24 @@ class PredictivePolicy:
 
     async def reconcile(self, target: WorkloadRef) -> Decision:
         ports = self._ports
-        now = ports.clock.now()
-        sample = await ports.metrics.instant(self._query, now)
-        ready, starting = await ports.pods.pod_counts(target)
-        current = await ports.actuator.current_replicas(target)
+        obs = await observe(ports, target, self._query)
+        now, load = obs.at, obs.load
         startups = await ports.pods.recent_startups(target, since=self._since)
         if startups:
             self._since = startups[-1][0]
             self.startup = self.startup.observe(s for _, s in startups)
-        load = None if sample is None else sample.value
         self._observe_load(now, load)
 
         timing = planner.Timing(
             lead_seconds=leadtime.lead_seconds(startup_seconds=self.startup.seconds, lag_seconds=self._lag, tick_seconds=self._tick),
             startup_seconds=self.startup.seconds,
         )
-        obs = Observation(now, load, ready, starting, current)
         result = planner.plan(obs, self._forecast, self._params, self.state, now, timing=timing, target=target.name)
         self.state = result.state
         decision = result.decisions[0]
         if self.record_forecast:
             self._band.append((*self._band_at(now + timing.lead_seconds), timing.lead_seconds))
-        if decision.to_value != current:
-            await ports.actuator.scale(target, decision.to_value, decision.reason)
-        return decision
+        return await act(ports, target, decision)
 
     def _observe_load(self, now: float, load: float | None) -> None:
         """Aggregate ticks into model steps; update, refit and predict at each completed step."""
