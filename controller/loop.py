@@ -567,6 +567,26 @@ class _WorkloadPods:
         return await self._controller.kube.recent_startups(target, since=since)
 
 
+def _score_due_forecasts(
+    m: _Managed, now: float, load: float | None, forecast: Mapping[float, float] | None, lead: float | None
+) -> float | None:
+    """Remember this tick's median forecast for ``now + lead``; return the error of the latest one due.
+
+    The error is ``|load - forecast| / max(load, forecast)``: 0 when exact, 1 when either is 0
+    and the other is not. ``None`` when nothing came due or the load is missing.
+    """
+    error = None
+    if load is not None:
+        while m.due_forecasts and m.due_forecasts[0][0] <= now:
+            _, predicted = m.due_forecasts.pop(0)
+            scale = max(abs(load), abs(predicted))
+            error = abs(load - predicted) / scale if scale > 0 else 0.0
+    if forecast is not None and lead is not None and 0.5 in forecast:
+        m.due_forecasts.append((now + lead, float(forecast[0.5])))
+        del m.due_forecasts[:-256]  # bounded: one lead time of ticks is far fewer
+    return error
+
+
 @dataclass
 class _Managed:
     """One managed workload and everything the loop remembers about it."""
@@ -593,6 +613,8 @@ class _Managed:
     load_missing: bool = False
     outcome: str = ""
     last_current: int | None = None
+    # median forecasts waiting for their outcome: (due time, forecast load)
+    due_forecasts: list[tuple[float, float]] = dataclasses.field(default_factory=list)
     # state annotation
     state_signature: Any = None
     # what the policy was built from: a reload rebuilds it only when this changes
@@ -1010,7 +1032,11 @@ class Controller:
             startup = policy.startup.seconds
             forecast = policy.forecast_at(now + lead)
             load = policy.last_load
-        self.telemetry.record_decision(m.label, decision, forecast=forecast, lead_seconds=lead, startup_seconds=startup, load=load)
+        forecast_error = _score_due_forecasts(m, now, load, forecast, lead)
+        self.telemetry.record_decision(
+            m.label, decision, forecast=forecast, lead_seconds=lead, startup_seconds=startup, load=load,
+            forecast_error=forecast_error,
+        )  # fmt: skip
         self.decisions.add(m.label, now, decision)
         outcome = m.outcome or ("scaled" if decision.kind == "scale" else "unchanged")
         log_decision(log, m.label, decision, mode=m.mode, outcome=outcome, load=load)

@@ -175,6 +175,12 @@ class Telemetry:
             "Share of recent outcomes that fell inside the forecast's central interval (0-1).",
             ["workload"], namespace=ns, registry=r,
         )
+        self.forecast_error = Gauge(
+            "forecast_error_ratio",
+            "Absolute error of the median forecast made one lead time ago, relative to the larger of that "
+            "forecast and the load observed now (0: exact, 1: off by the whole load).",
+            ["workload"], namespace=ns, registry=r,
+        )
         self.conflicts = Gauge(
             "conflicts", "1 when an HPA or KEDA ScaledObject already scales the workload (it is then not driven).",
             ["workload"], namespace=ns, registry=r,
@@ -285,6 +291,7 @@ class Telemetry:
         startup_seconds: float | None = None,
         coverage: float | None = None,
         load: float | None = None,
+        forecast_error: float | None = None,
     ) -> None:
         """Count one decision and set every per-decision gauge of ``workload`` from it.
 
@@ -300,6 +307,8 @@ class Telemetry:
             coverage: Share (0-1) of recent outcomes inside the forecast interval; when ``None``,
                 the decision's ``confidence`` stage (percent) is used if present.
             load: The load observed at this tick (load units); unchanged when ``None``.
+            forecast_error: The relative error of the median forecast that came due this tick
+                (``forecast_error_ratio``); unchanged when ``None``.
         """
         self._ensure_workload(workload)
         self._labels(workload, self.decisions, workload, decision.kind, str(decision.reason)).inc()
@@ -313,6 +322,8 @@ class Telemetry:
             coverage = stages[_CONFIDENCE_STAGE] / 100
         if coverage is not None:
             self.interval_coverage.labels(workload).set(coverage)
+        if forecast_error is not None:
+            self.forecast_error.labels(workload).set(forecast_error)
 
         # Replace the quantile series as a whole: a quantile no longer forecast must not linger.
         quantile_series = {
@@ -412,6 +423,7 @@ class Telemetry:
             self.lead_time,
             self.startup_estimate,
             self.interval_coverage,
+            self.forecast_error,
             self.conflicts,
         ):
             self._labels(workload, gauge, workload).set(0)

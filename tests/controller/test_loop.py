@@ -401,3 +401,18 @@ async def test_run_ticks_on_its_interval_and_stops_gracefully(kube_server, kube_
     assert not health.alive()
     assert registry.get_sample_value("scaleahead_tick_duration_seconds_count") >= 3
     assert registry.get_sample_value("scaleahead_tick_lag_seconds") is not None
+
+
+def test_the_median_forecast_is_scored_when_it_comes_due():
+    from controller.domain import WorkloadRef
+    from controller.loop import _Managed, _score_due_forecasts
+    from controller.settings import WorkloadSettings
+
+    m = _Managed(WorkloadRef("shop", "web"), "shop/web", WorkloadSettings(namespace="shop", name="web"), "active")
+    # at t=0 the median forecast for t=150 is 10 load units
+    assert _score_due_forecasts(m, 0.0, 8.0, {0.1: 5.0, 0.5: 10.0, 0.9: 15.0}, 150.0) is None
+    assert _score_due_forecasts(m, 135.0, 9.0, None, None) is None  # not due yet
+    assert _score_due_forecasts(m, 150.0, None, None, None) is None  # due, but no load to score against
+    # the next tick with a load scores it: |8 - 10| / max(8, 10) = 0.2
+    assert _score_due_forecasts(m, 165.0, 8.0, None, None) == pytest.approx(0.2)
+    assert m.due_forecasts == []

@@ -250,3 +250,15 @@ def test_the_observability_doc_describes_every_metric():
     families |= {name for name in telemetry.METRIC_NAMES if not name.endswith(histogram_parts)}
     missing = sorted(name for name in families if f"`{name}`" not in doc)
     assert not missing, f"docs/observability.md does not describe {missing}"
+
+
+def test_the_forecast_error_of_a_decision_is_exported():
+    registry = CollectorRegistry()
+    t = telemetry.Telemetry(registry)
+    decision = Decision("no-op", "web", 3, 3, Reason.ForecastTrusted, "")
+    t.record_decision("shop/web", decision)
+    assert registry.get_sample_value("scaleahead_forecast_error_ratio", {"workload": "shop/web"}) == 0
+    t.record_decision("shop/web", decision, forecast_error=0.25)
+    assert registry.get_sample_value("scaleahead_forecast_error_ratio", {"workload": "shop/web"}) == 0.25
+    t.record_decision("shop/web", decision)  # nothing came due: the last value stays
+    assert registry.get_sample_value("scaleahead_forecast_error_ratio", {"workload": "shop/web"}) == 0.25
