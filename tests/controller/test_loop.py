@@ -416,3 +416,53 @@ def test_the_median_forecast_is_scored_when_it_comes_due():
     # the next tick with a load scores it: |8 - 10| / max(8, 10) = 0.2
     assert _score_due_forecasts(m, 165.0, 8.0, None, None) == pytest.approx(0.2)
     assert m.due_forecasts == []
+
+
+async def test_refits_of_the_live_policy_run_in_a_worker_thread_and_decide_as_the_simulated_policy_does():
+    """The live policy prefits off the event loop; if its mirror of the step aggregation drifted
+    from the policy's, every fit would silently fall back to running inline on the loop."""
+    import threading
+
+    import numpy as np
+
+    from controller import policies
+    from controller.decide import planner
+    from controller.loop import LivePredictivePolicy
+    from controller.sim.cluster import SimActuator, SimClock, SimCluster, SimMetrics, SimPods
+    from controller.sim.engine import TARGET
+    from controller.sim.scenario import Scenario
+
+    minutes = np.arange(8 * 60 + 1)
+    load = 20 + 10 * np.sin(2 * np.pi * minutes / 120) + np.random.default_rng(1).normal(0, 0.5, minutes.size)
+    ticks = np.arange(8 * 240 + 1)
+    scenario = Scenario("sine", 15.0 * ticks, np.interp(ticks / 4.0, minutes, load))
+
+    def make(cls, **extra):
+        cluster = SimCluster(startup_seconds=60)
+        cluster.ready = scenario.initial_pods()
+        clock = SimClock(0.0)
+        ports = policies.PolicyPorts(
+            clock=clock, metrics=SimMetrics(clock=clock, t0=0.0, observed=scenario.observed()),
+            pods=SimPods(cluster, t0=0.0), actuator=SimActuator(cluster),
+        )  # fmt: skip
+        policy = cls(
+            ports, planner.PlannerParams(), forecaster_factory=policies.forecaster_factory("ets", max_horizon_steps=16),
+            first_fit_seconds=3600.0, refit_interval_seconds=3600.0, **extra,
+        )  # fmt: skip
+        return policy, clock, cluster
+
+    fit_threads: list[str] = []
+    live, live_clock, live_cluster = make(LivePredictivePolicy, on_refit=lambda s: fit_threads.append(threading.current_thread().name))
+    plain, plain_clock, plain_cluster = make(policies.PredictivePolicy)
+    live_decisions, plain_decisions = [], []
+    for i, t in enumerate(scenario.times):
+        for clock, cluster in ((live_clock, live_cluster), (plain_clock, plain_cluster)):
+            clock.t = float(t)
+            cluster.advance(i)
+        live_decisions.append((await live.reconcile(TARGET)).to_value)
+        plain_decisions.append((await plain.reconcile(TARGET)).to_value)
+
+    # fits after the first hour, then hourly: 1 h, 2 h, ... 7 h of the 8-hour run
+    assert len(fit_threads) >= 6
+    assert all(name != threading.main_thread().name for name in fit_threads), fit_threads
+    assert live_decisions == plain_decisions
