@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from controller.decide import replicas, stabilize
-from controller.domain import Behavior, ControllerState, Decision, Observation, Plan, Reason, Recommendation
+from controller.domain import Behavior, ControllerState, Decision, Observation, Plan, Reason
 
 #: ``maxReplicas`` is an int32 in the API; the benchmark's HPA has no upper bound.
 UNBOUNDED_REPLICAS = 2**31 - 1
@@ -64,8 +64,7 @@ def plan(obs: Observation, params: HpaParams, state: ControllerState, now: float
 
     # A new HPA starts its history with the current count (recordInitialRecommendation),
     # so its first syncs cannot scale in below what the target already runs.
-    if not state.recommendations:
-        state = replace(state, recommendations=(Recommendation(current, now),))
+    state = stabilize.seed_history(state, current_replicas=current, now=now)
 
     # 1. Guards, in the order of reconcileAutoscaler; none of them records a recommendation.
     if current == 0 and params.min_replicas != 0:

@@ -41,7 +41,6 @@ from controller.domain import (
     Plan,
     PolicyType,
     Reason,
-    Recommendation,
     ScalingPolicy,
     ScalingRules,
     SelectPolicy,
@@ -145,9 +144,8 @@ def plan(
     """
     current = obs.current_replicas
     per_pod = params.capacity_per_pod * params.target_utilization_ratio
-    if not state.recommendations:
-        # Like a new HPA: the first syncs never scale in below what already runs.
-        state = replace(state, recommendations=(Recommendation(current, now),))
+    # Like a new HPA: the first syncs never scale in below what already runs.
+    state = stabilize.seed_history(state, current_replicas=current, now=now)
 
     # 1. Confidence: did recent outcomes fall inside the intervals forecast for them?
     pending, hits = _score_due_checks(state, obs, now, params.gate_window)

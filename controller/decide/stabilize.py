@@ -24,9 +24,11 @@ strictly *after* ``now - window``.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from controller.domain import (
     Behavior,
+    ControllerState,
     PolicyType,
     Reason,
     Recommendation,
@@ -38,6 +40,16 @@ from controller.domain import (
 #: ``scaleUpLimitFactor`` and ``scaleUpLimitMinimum`` of horizontal.go (issue kubernetes#32304).
 SCALE_UP_LIMIT_FACTOR = 2.0
 SCALE_UP_LIMIT_MINIMUM = 4.0
+
+
+def seed_history(state: ControllerState, *, current_replicas: int, now: float) -> ControllerState:
+    """``recordInitialRecommendation``: a new history starts with the current count.
+
+    So the first syncs of a new autoscaler never scale in below what the target already runs.
+    """
+    if state.recommendations:
+        return state
+    return replace(state, recommendations=(Recommendation(current_replicas, now),))
 
 
 def stabilize_legacy(
