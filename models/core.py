@@ -116,6 +116,7 @@ class HistoryForecaster:
         min_calibration_points: int = 288,
         scale_halflife_seconds: float = 3600.0,
         learning_rate: float = 0.02,
+        keep_replay: bool = False,
     ) -> None:
         """Configure the model (no data is read here).
 
@@ -133,6 +134,9 @@ class HistoryForecaster:
                 (a day of a 30-minute series is only 48 points, too few for 2.5% tails).
             scale_halflife_seconds: Half-life of the local volatility that scales errors.
             learning_rate: Quantile tracking step (adaptive calibration).
+            keep_replay: Keep the calibration replay (targets, point paths, scales) in ``replay_`` after
+                a fit, for a caller that combines models (``models.ensemble``); off by default, since
+                it holds a day of paths per model.
         """
         if fallback not in ("naive", "seasonal_naive"):
             raise ValueError(f"fallback must be 'naive' or 'seasonal_naive', got {fallback!r}")
@@ -147,6 +151,7 @@ class HistoryForecaster:
         self.min_calibration_points = int(min_calibration_points)
         self.scale_halflife_seconds = float(scale_halflife_seconds)
         self.learning_rate = float(learning_rate)
+        self.keep_replay = bool(keep_replay)
         self.fitted_ = False
 
     # ------------------------------------------------------------------ settings shared with helpers
@@ -177,6 +182,7 @@ class HistoryForecaster:
         self.fallback_ = None
         self.fallback_reason_ = None
         self.last_value_ = math.nan
+        self.replay_ = None
         self.fitted_ = True
         history_steps = max(int(self.history_seconds / self.step_seconds_), 2 * self.max_horizon_steps, 64)
         y = y[-history_steps:]
@@ -300,6 +306,14 @@ class HistoryForecaster:
             return np.full(self.max_horizon_steps, np.nan)
         return self.calibrator_.score_.copy()
 
+    def recent_abs_errors(self) -> np.ndarray:
+        """Recent mean absolute error of the point path per horizon, over the same origins as ``recent_scores``."""
+        if self.fallback_ is not None:
+            return self.fallback_.recent_abs_errors()
+        if self.empty_:
+            return np.full(self.max_horizon_steps, np.nan)
+        return self.calibrator_.abs_error_.copy()
+
     # ------------------------------------------------------------------ hooks for models
 
     def _fit_point(self, y: np.ndarray) -> None:
@@ -361,6 +375,10 @@ class HistoryForecaster:
             paths = first[None, :]
             bases = None if first_base is None else first_base[None]
             self.calibrator_.start_without_replay(first, scales[-1], first_base)
+        if self.keep_replay:
+            # Row j of the paths was made at the origin with scale scales[n - replay - 1 + j] and
+            # predicts targets j, j + 1, ... (the layout of ``Calibrator.initialise``).
+            self.replay_ = (y[n - replay :].copy(), paths, scales[n - replay - 1 :].copy())
         self.path_ = paths[-1]
         self.base_ = None if bases is None else bases[-1]
         self.scale_ = float(scales[-1])

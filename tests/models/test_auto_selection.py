@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import models
 
@@ -58,3 +59,47 @@ def test_auto_never_refits_by_itself_when_the_interval_is_zero() -> None:
     model.update(y[300:])
 
     assert model.models_ == first_models
+
+
+def _spiky_seasonal(n: int = 24 * 30, *, seed: int = 8) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    y = 50.0 + 20.0 * np.sin(2 * np.pi * t / 24) + rng.normal(0.0, 2.0, n)
+    y[rng.random(n) < 0.03] += 60.0  # isolated spikes: absolute and pinball losses rank models differently
+    return y
+
+
+def test_the_point_forecast_comes_from_the_candidate_with_the_lowest_recent_absolute_error() -> None:
+    y = _spiky_seasonal()
+    model = models.create("auto", max_horizon_steps=4, candidates=("naive", "seasonal_naive", "ets", "stl"))
+    model.fit(y, step_seconds=STEP)
+    model.update(y[-10:] + 1.0)
+
+    forecast = model.predict(4)
+
+    assert model.point_choice_ != model.choice_  # on this series the two losses disagree
+    errors = {name: m.recent_abs_errors() for name, m in model.models_.items()}
+    for i, name in enumerate(model.point_choice_):
+        best = min(errors, key=lambda n: errors[n][i] * (1.0 - model.margin if n == "naive" else 1.0))
+        assert name == best
+        assert forecast.mean[i] == model.models_[name].predict(4).mean[i]
+    for i, name in enumerate(model.choice_):  # the quantiles still come from the pinball choice
+        assert forecast.quantiles[0.9][i] == model.models_[name].predict(4).quantiles[0.9][i]
+
+
+def test_point_score_pinball_takes_the_mean_of_the_candidate_whose_quantiles_are_chosen() -> None:
+    y = _spiky_seasonal()
+    model = models.create(
+        "auto", max_horizon_steps=4, candidates=("naive", "seasonal_naive", "ets", "stl"), point_score="pinball"
+    )
+
+    forecast = model.fit(y, step_seconds=STEP).predict(4)
+
+    assert model.point_choice_ == model.choice_
+    for i, name in enumerate(model.choice_):
+        assert forecast.mean[i] == model.models_[name].predict(4).mean[i]
+
+
+def test_point_score_must_be_known() -> None:
+    with pytest.raises(ValueError, match="point_score"):
+        models.create("auto", point_score="mse")
