@@ -46,6 +46,9 @@ class Reason(enum.StrEnum):
     ScaleInWithinTolerance = "ScaleInWithinTolerance"
     ScaleUpWithinTolerance = "ScaleUpWithinTolerance"
     ScaleInGuard = "ScaleInGuard"
+    ScaleUpHeadroom = "ScaleUpHeadroom"
+    ScaleInWithinBand = "ScaleInWithinBand"
+    ScaleDownHeadroom = "ScaleDownHeadroom"
     # oracle
     PerfectForesight = "PerfectForesight"
 

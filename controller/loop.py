@@ -349,7 +349,7 @@ def build_predictive_policy(
     workload: WorkloadSettings,
     ports: PolicyPorts,
     *,
-    model_step_seconds: float = 60.0,
+    model_step_seconds: float | None = None,
     first_fit_seconds: float = 6 * 3600.0,
 ) -> LivePredictivePolicy:
     """The default policy factory: ``LivePredictivePolicy`` for ``forecast.model``.
@@ -358,17 +358,16 @@ def build_predictive_policy(
         settings: the controller settings.
         workload: the workload (its overrides apply).
         ports: the workload's ports.
-        model_step_seconds: step of the series the model sees (the local demo shortens it).
+        model_step_seconds: step of the series the model sees; ``None``: the loop interval.
         first_fit_seconds: history needed before the first fit.
     """
     from controller.adapters.prometheus import render_query
 
     replicas = settings.effective_replicas(workload)
     tick = settings.loop.interval_seconds
-    step = max(model_step_seconds, tick)
+    step = max(model_step_seconds or tick, tick)
     lag = settings.metrics.lag_seconds
-    # Long enough for three times the configured startup: the estimate is learnt and may grow.
-    max_horizon = max(16, math.ceil((3 * replicas.startup_seconds + lag + 2 * tick + step) / step) + 2)
+    max_horizon = policies.max_horizon_steps(startup_seconds=replicas.startup_seconds, lag_seconds=lag, tick_seconds=tick, step_seconds=step)
     query = render_query(workload.load_query or settings.metrics.load_query, namespace=workload.namespace, name=workload.name)
     model_name, fallback_name = settings.forecast.model, settings.forecast.fallback_model
     return LivePredictivePolicy(

@@ -46,6 +46,13 @@ def forecaster_factory(name: str, *, max_horizon_steps: int) -> Callable[[], For
     return lambda: models.create(name, **options)
 
 
+def max_horizon_steps(*, startup_seconds: float, lag_seconds: float, tick_seconds: float, step_seconds: float) -> int:
+    """Horizons the forecaster keeps its own error quantiles for: the lead time with room for the
+    startup estimate to double (longer horizons still work, with scaled-up errors)."""
+    lead = 2 * startup_seconds + lag_seconds + 2 * tick_seconds + step_seconds
+    return max(16, math.ceil(lead / step_seconds) + 1)
+
+
 def planner_params(settings: ControllerSettings, workload: WorkloadSettings) -> planner.PlannerParams:
     """The workload's effective settings mapped onto ``planner.PlannerParams``.
 
@@ -55,6 +62,7 @@ def planner_params(settings: ControllerSettings, workload: WorkloadSettings) -> 
     """
     replicas = settings.effective_replicas(workload)
     behavior = replicas.to_behavior()
+    window_from_lead = behavior is None and replicas.scale_down_window_from_lead
     if behavior is None:
         default = planner.default_predictive_behavior()
         behavior = dataclasses.replace(
@@ -69,6 +77,10 @@ def planner_params(settings: ControllerSettings, workload: WorkloadSettings) -> 
         quantile=settings.forecast.quantile,
         widened_quantile=max(settings.forecast.quantile, 0.975),
         tolerance=replicas.tolerance_ratio,
+        scale_up_headroom=replicas.scale_up_headroom_ratio,
+        scale_in_band=replicas.scale_in_band_ratio,
+        scale_down_headroom=replicas.scale_down_headroom_ratio,
+        scale_down_window_from_lead=window_from_lead,
         behavior=behavior,
     )
 
@@ -172,7 +184,7 @@ class PredictivePolicy:
         startup_prior_seconds: float = 120.0,
         lag_seconds: float = 15.0,
         tick_seconds: float = 15.0,
-        model_step_seconds: float = 60.0,
+        model_step_seconds: float = 15.0,
         history_seconds: float = 14 * 86400.0,
         refit_interval_seconds: float = 86400.0,
         first_fit_seconds: float = 6 * 3600.0,

@@ -238,7 +238,7 @@ class ForecastSettings(_Settings):
         description="Seconds between two full fits of the model; between fits each new point is a cheap update.",
     )
     quantile: float = Field(
-        0.9,
+        0.85,
         gt=0,
         lt=1,
         description="Forecast quantile (0 < q < 1) the replica count is planned for; higher means more headroom.",
@@ -377,6 +377,38 @@ class ReplicaSettings(_Settings):
         description=(
             "Scale-down stabilisation window when behavior is null or leaves it unset (the"
             " kube-controller-manager flag --horizontal-pod-autoscaler-downscale-stabilization)."
+        ),
+    )
+    scale_up_headroom_ratio: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description=(
+            "scaleahead's hysteresis: a scale-up orders this share more than the forecast needs, so the next"
+            " small rise does not cost another scale action (0 turns it off)."
+        ),
+    )
+    scale_in_band_ratio: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description=(
+            "scaleahead's hysteresis: no scale-in while the count is at most this share above what the"
+            " forecast needs (0 turns it off)."
+        ),
+    )
+    scale_down_headroom_ratio: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="scaleahead's hysteresis: a scale-in keeps this share above what the forecast needs.",
+    )
+    scale_down_window_from_lead: bool = Field(
+        True,
+        description=(
+            "When behavior is null, scaleahead's scale-down window is the lead time (startup + metrics lag +"
+            " one tick) instead of downscale_stabilization_seconds: a dip shorter than a replacement's"
+            " startup is held through, a longer one released. The hpa policy ignores it."
         ),
     )
     behavior: BehaviorSettings | None = Field(

@@ -245,8 +245,7 @@ class Calibrator:
         table = self._default_table(z)
         enough = counts >= 10
         if enough.any():
-            with np.errstate(invalid="ignore"):
-                table[enough] = np.nanquantile(z[:, enough], _GRID, axis=0).T
+            table[enough] = _column_quantiles(z[:, enough], counts[enough]).T
         return np.sort(table, axis=1)
 
     def _default_table(self, z: np.ndarray) -> np.ndarray:
@@ -256,6 +255,22 @@ class Calibrator:
         first = first[np.isfinite(first)]
         sd = float(np.std(first)) if first.size >= 3 else self.default_sd
         return sd * np.sqrt(np.arange(1, hc + 1))[:, None] * _NORMAL[None, :]
+
+
+def _column_quantiles(z: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``np.nanquantile(z, GRID, axis=0)`` (linear interpolation) for columns with ``counts`` finite values.
+
+    Sorting puts NaN last, so each column's finite values are its first ``counts`` rows; this avoids
+    ``nanquantile``'s per-column Python loop, which dominated a refresh of the error table.
+    """
+    ordered = np.sort(z, axis=0)
+    pos = _GRID[:, None] * (counts[None, :] - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, counts[None, :] - 1)
+    frac = pos - lo
+    below = np.take_along_axis(ordered, lo, axis=0)
+    above = np.take_along_axis(ordered, hi, axis=0)
+    return below + frac * (above - below)
 
 
 def _nanmean0(values: np.ndarray) -> np.ndarray:

@@ -87,6 +87,14 @@ class PlannerParams:
             skipped while the current count still covers the median forecast and the
             reactive floor: only the quantile's headroom is thinner for a while, and every
             action churns pods.
+        scale_up_headroom: a scale-up orders this fraction more than the stabilised need, so
+            that the next small rise does not cost another action (hysteresis).
+        scale_in_band: no scale-in while the current count is at most this fraction above the
+            stabilised need (the other side of the hysteresis band).
+        scale_down_headroom: a scale-in keeps this fraction above the stabilised need.
+        scale_down_window_from_lead: use the lead time as the scale-down stabilisation window
+            instead of the behaviour's: a dip shorter than the time a replacement takes to
+            start is held through, a longer one is released (as the oracle does).
         interval: the central interval whose coverage the confidence gate checks.
         gate_window: how many recent outcomes the gate looks at.
         widen_below_coverage: coverage below which the quantile is widened.
@@ -97,12 +105,16 @@ class PlannerParams:
     max_replicas: int = UNBOUNDED_REPLICAS
     capacity_per_pod: float = 1.0
     target_utilization_ratio: float = 0.95
-    quantile: float = 0.9
+    quantile: float = 0.85
     widened_quantile: float = 0.975
     fallback_utilization_ratio: float = 0.7
     tolerance: float = 0.1
     scale_in_tolerance: float = 0.1
     scale_up_tolerance: float = 0.0
+    scale_up_headroom: float = 0.1
+    scale_in_band: float = 0.2
+    scale_down_headroom: float = 0.1
+    scale_down_window_from_lead: bool = False
     behavior: Behavior = field(default_factory=default_predictive_behavior)
     interval: tuple[float, float] = (0.1, 0.9)
     gate_window: int = 40
@@ -196,16 +208,36 @@ def plan(
     raw_reason = Reason.ForecastAboveFloor if forecast_replicas > floor_replicas else floor_reason
 
     # 4. Stabilise, limit the rate, and skip scale-ins too small to be worth an action.
+    behavior = params.behavior
+    if params.scale_down_window_from_lead:
+        window = math.ceil(timing.lead_seconds - 1e-9)
+        behavior = replace(behavior, scale_down=replace(behavior.scale_down, stabilization_window_seconds=window))
     stabilized, stab_reason, recs = stabilize.stabilize_with_behavior(
         recommendations=state.recommendations,
         desired_replicas=raw,
         current_replicas=current,
         now=now,
-        behavior=params.behavior,
+        behavior=behavior,
     )
+    # Hysteresis: order a little more than needed on the way up, and scale in only when the
+    # count is well above the need (then keep a little above it), so that a load wandering
+    # within a few percent does not move the count at every tick.
+    # Without a trusted forecast the planner is the HPA (its 0.7 target already holds headroom).
+    banded, band_reason = stabilized, stab_reason
+    if mode == "reactive":
+        pass
+    elif stabilized > current and params.scale_up_headroom > 0:
+        banded = max(stabilized, _ceil(stabilized * (1 + params.scale_up_headroom)))
+        band_reason = Reason.ScaleUpHeadroom
+    elif stabilized < current and params.scale_in_band > 0:
+        if current <= _ceil(stabilized * (1 + params.scale_in_band)):
+            banded, band_reason = current, Reason.ScaleInWithinBand
+        else:
+            banded = min(current, _ceil(stabilized * (1 + params.scale_down_headroom)))
+            band_reason = Reason.ScaleDownHeadroom
     limited, limit_reason = stabilize.bound_with_behavior(
         current_replicas=current,
-        desired_replicas=stabilized,
+        desired_replicas=banded,
         min_replicas=0,
         max_replicas=UNBOUNDED_REPLICAS,
         behavior=params.behavior,
@@ -246,6 +278,7 @@ def plan(
         ("floor_replicas", floor_replicas, floor_reason),
         ("raw_replicas", raw, raw_reason),
         ("stabilized_replicas", stabilized, stab_reason),
+        ("banded_replicas", banded, band_reason),
         ("rate_limited_replicas", limited, limit_reason),
         ("guarded_replicas", guarded, guard_reason),
         ("desired_replicas", desired, bound_reason),
@@ -270,6 +303,10 @@ def plan(
     kind = "scale" if desired != current else "no-op"
     message = f"{mode} mode, q={q:g}, lead {timing.lead_seconds:.0f} s, coverage {coverage:.0%}"
     return Plan((Decision(kind, target, current, desired, reason, message, stages),), new_state)
+
+
+def _ceil(x: float) -> int:
+    return math.ceil(x - 1e-9)
 
 
 def _pods(load: float, per_pod: float) -> int:

@@ -37,9 +37,6 @@ from controller.sim.scenario import TICK_SECONDS, Scenario, oracle_alive, startu
 #: The policies ``simulate`` knows, in the order reports list them.
 POLICY_NAMES = ("hpa", "scaleahead", "oracle")
 
-#: Forecast horizons (one-minute steps) with their own calibration in the simulator: 16 minutes
-#: covers a learned startup of up to about 14 minutes.
-SIM_MAX_HORIZON_STEPS = 16
 
 TARGET = WorkloadRef(namespace="sim", name="workload")
 
@@ -93,7 +90,16 @@ def _build_scaleahead(ports: PolicyPorts, scenario: Scenario, config: SimConfig)
     return PredictivePolicy(
         ports,
         params,
-        forecaster_factory=policies.forecaster_factory(settings.forecast.model, max_horizon_steps=SIM_MAX_HORIZON_STEPS),
+        forecaster_factory=policies.forecaster_factory(
+            settings.forecast.model,
+            max_horizon_steps=policies.max_horizon_steps(
+                startup_seconds=replicas.startup_seconds,
+                lag_seconds=settings.metrics.lag_seconds,
+                tick_seconds=TICK_SECONDS,
+                step_seconds=TICK_SECONDS,
+            ),
+        ),
+        model_step_seconds=TICK_SECONDS,
         startup_prior_seconds=replicas.startup_seconds,
         lag_seconds=settings.metrics.lag_seconds,
         history_seconds=settings.forecast.history_days * 86400.0,

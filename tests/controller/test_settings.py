@@ -65,7 +65,7 @@ def test_an_empty_file_gives_the_defaults(tmp_path, text):
     assert loaded.loop.interval_seconds == 15
     assert loaded.loop.default_mode == "recommend"
     assert loaded.metrics.on_missing == "hold"
-    assert loaded.forecast.quantile == 0.9
+    assert loaded.forecast.quantile == 0.85
     assert loaded.replicas.min_replicas == 1
     assert loaded.replicas.max_replicas == 100
     assert loaded.replicas.downscale_stabilization_seconds == 300

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -37,8 +38,13 @@ def observe(*, load, ready, starting=0, current=None) -> Observation:
     return Observation(NOW, load, ready, starting, ready + starting if current is None else current)
 
 
-#: The defaults, but provisioning at full utilisation so the arithmetic below stays plain.
-FULL = planner.PlannerParams(target_utilization_ratio=1.0)
+#: The defaults, but provisioning the 0.9 quantile at full utilisation and without the hysteresis
+#: band, so the arithmetic below stays plain (the band has its own tests).
+FULL = planner.PlannerParams(
+    target_utilization_ratio=1.0, quantile=0.9, scale_up_headroom=0.0, scale_in_band=0.0, scale_down_headroom=0.0
+)
+#: ``FULL`` with the default hysteresis band.
+BANDED = planner.PlannerParams(target_utilization_ratio=1.0, quantile=0.9)
 
 
 def plan(obs, forecast, state=ControllerState(), params=FULL, timing=TIMING):
@@ -82,6 +88,39 @@ def test_without_a_forecast_the_floor_is_the_hpa_at_0_7():
     assert s["forecast_replicas"] == (0, Reason.NoForecast)
     assert s["floor_replicas"][0] == 20  # 140% / 70% * 10
     assert p.desired_replicas == 20
+
+
+def test_a_scale_up_orders_headroom_above_the_need():
+    p = plan(observe(load=10.0, ready=8), flat_forecast(10.0), params=BANDED)
+    s = stages(p)
+    assert s["raw_replicas"][0] == 11  # ceil(11 / 1.0): the 0.9 quantile
+    assert s["banded_replicas"] == (13, Reason.ScaleUpHeadroom)  # ceil(11 * 1.1)
+    assert p.desired_replicas == 13 and p.decisions[0].reason is Reason.ScaleUpHeadroom
+
+
+def test_no_scale_in_while_the_count_is_within_the_band_above_the_need():
+    old = ControllerState(recommendations=(Recommendation(20, NOW - 400),))
+    # need 11; 13 <= ceil(11 * 1.2) = 14: hold
+    p = plan(observe(load=10.0, ready=13), flat_forecast(10.0), state=old, params=BANDED)
+    assert p.desired_replicas == 13 and p.decisions[0].reason is Reason.ScaleInWithinBand
+    # 20 > 14: scale in, but only to ceil(11 * 1.1) = 13, not to the need itself
+    p = plan(observe(load=10.0, ready=20), flat_forecast(10.0), state=old, params=BANDED)
+    assert p.desired_replicas == 13 and p.decisions[0].reason is Reason.ScaleDownHeadroom
+    # without the band the same tick scales in to the need
+    assert plan(observe(load=10.0, ready=20), flat_forecast(10.0), state=old).desired_replicas == 11
+
+
+def test_without_a_trusted_forecast_there_is_no_band_the_planner_is_the_hpa():
+    p = plan(observe(load=14.0, ready=10), None, params=BANDED)
+    assert p.desired_replicas == 20  # 140% / 70% * 10, no headroom on top
+
+
+def test_the_scale_down_window_can_be_the_lead_time():
+    history = ControllerState(recommendations=(Recommendation(20, NOW - 200),))
+    # 200 s ago is inside the behaviour's 300 s window, outside a lead of 150 s
+    assert plan(observe(load=5.0, ready=20), flat_forecast(5.0), state=history).desired_replicas == 20
+    params = dataclasses.replace(FULL, scale_down_window_from_lead=True)
+    assert plan(observe(load=5.0, ready=20), flat_forecast(5.0), state=history, params=params).desired_replicas == 10
 
 
 def test_missing_metrics_never_scale_in():
@@ -172,7 +211,14 @@ def scenarios(draw):
     ups = tuple(ScaleEvent(draw(st.integers(1, 20)), NOW - draw(st.integers(1, 120))) for _ in range(draw(st.integers(0, 3))))
     downs = tuple(ScaleEvent(draw(st.integers(1, 20)), NOW - draw(st.integers(1, 120))) for _ in range(draw(st.integers(0, 3))))
     hits = tuple(draw(st.lists(st.booleans(), max_size=40)))
-    params = planner.PlannerParams(min_replicas=min_r, max_replicas=max_r)
+    params = planner.PlannerParams(
+        min_replicas=min_r,
+        max_replicas=max_r,
+        scale_up_headroom=draw(st.sampled_from([0.0, 0.1, 0.5])),
+        scale_in_band=draw(st.sampled_from([0.0, 0.2, 0.6])),
+        scale_down_headroom=draw(st.sampled_from([0.0, 0.1, 0.3])),
+        scale_down_window_from_lead=draw(st.booleans()),
+    )
     state = ControllerState(recommendations=recs, scale_up_events=ups, scale_down_events=downs, interval_hits=hits)
     obs = Observation(NOW, load, ready, starting, ready + starting)
     return obs, f, params, state
@@ -204,6 +250,8 @@ def test_invariants_of_plan(case):
         # never a scale-in inside the stabilisation window (or the cooldown it implements)
         if desired < current:
             window = behavior.scale_down.stabilization_window_seconds
+            if params.scale_down_window_from_lead:
+                window = math.ceil(TIMING.lead_seconds)
             recent = [r.replicas for r in state.recommendations if r.at > NOW - window]
             assert desired >= min(current, max(recent, default=0))
         # missing data never scales in
