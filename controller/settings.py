@@ -407,8 +407,8 @@ class ReplicaSettings(_Settings):
         True,
         description=(
             "When behavior is null, scaleahead's scale-down window is the lead time (startup + metrics lag +"
-            " one tick) instead of downscale_stabilization_seconds: a dip shorter than a replacement's"
-            " startup is held through, a longer one released. The hpa policy ignores it."
+            " one tick, at least 150 s) instead of downscale_stabilization_seconds: a dip shorter than a"
+            " replacement's startup is held through, a longer one released. The hpa policy ignores it."
         ),
     )
     behavior: BehaviorSettings | None = Field(

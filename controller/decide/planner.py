@@ -95,6 +95,9 @@ class PlannerParams:
         scale_down_window_from_lead: use the lead time as the scale-down stabilisation window
             instead of the behaviour's: a dip shorter than the time a replacement takes to
             start is held through, a longer one is released (as the oracle does).
+        min_lead_window_seconds: the shortest window ``scale_down_window_from_lead`` uses: with a
+            short startup the lead is about a minute, and one noisy minute of load would then
+            scale in (measured on NASA at 30 s startup: twice the HPA's scale actions).
         interval: the central interval whose coverage the confidence gate checks.
         gate_window: how many recent outcomes the gate looks at.
         widen_below_coverage: coverage below which the quantile is widened.
@@ -115,6 +118,7 @@ class PlannerParams:
     scale_in_band: float = 0.2
     scale_down_headroom: float = 0.1
     scale_down_window_from_lead: bool = False
+    min_lead_window_seconds: int = 150
     behavior: Behavior = field(default_factory=default_predictive_behavior)
     interval: tuple[float, float] = (0.1, 0.9)
     gate_window: int = 40
@@ -210,7 +214,7 @@ def plan(
     # 4. Stabilise, limit the rate, and skip scale-ins too small to be worth an action.
     behavior = params.behavior
     if params.scale_down_window_from_lead:
-        window = math.ceil(timing.lead_seconds - 1e-9)
+        window = max(params.min_lead_window_seconds, math.ceil(timing.lead_seconds - 1e-9))
         behavior = replace(behavior, scale_down=replace(behavior.scale_down, stabilization_window_seconds=window))
     stabilized, stab_reason, recs = stabilize.stabilize_with_behavior(
         recommendations=state.recommendations,

@@ -121,6 +121,12 @@ def test_the_scale_down_window_can_be_the_lead_time():
     assert plan(observe(load=5.0, ready=20), flat_forecast(5.0), state=history).desired_replicas == 20
     params = dataclasses.replace(FULL, scale_down_window_from_lead=True)
     assert plan(observe(load=5.0, ready=20), flat_forecast(5.0), state=history, params=params).desired_replicas == 10
+    # a short lead (30 s startup: 60 s) still keeps the 150 s floor: 100 s ago is inside it
+    recent = ControllerState(recommendations=(Recommendation(20, NOW - 100),))
+    short = planner.Timing(lead_seconds=60.0, startup_seconds=30.0)
+    assert plan(observe(load=5.0, ready=20), flat_forecast(5.0), state=recent, params=params, timing=short).desired_replicas == 20
+    floorless = dataclasses.replace(params, min_lead_window_seconds=0)
+    assert plan(observe(load=5.0, ready=20), flat_forecast(5.0), state=recent, params=floorless, timing=short).desired_replicas == 10
 
 
 def test_missing_metrics_never_scale_in():
@@ -251,7 +257,7 @@ def test_invariants_of_plan(case):
         if desired < current:
             window = behavior.scale_down.stabilization_window_seconds
             if params.scale_down_window_from_lead:
-                window = math.ceil(TIMING.lead_seconds)
+                window = max(params.min_lead_window_seconds, math.ceil(TIMING.lead_seconds))
             recent = [r.replicas for r in state.recommendations if r.at > NOW - window]
             assert desired >= min(current, max(recent, default=0))
         # missing data never scales in
