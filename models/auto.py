@@ -145,9 +145,7 @@ class AutoSelect:
     def predict(self, horizon_steps: int, quantiles: Sequence[float] = base.DEFAULT_QUANTILES) -> base.Forecast:
         """Assemble the forecast from the chosen candidate of each horizon."""
         self._check_fitted()
-        horizon_steps = int(horizon_steps)
-        if horizon_steps < 1:
-            raise ValueError(f"horizon_steps must be >= 1, got {horizon_steps}")
+        horizon_steps = base.check_horizon(horizon_steps)
         levels = base.check_levels(quantiles)
         steps = np.minimum(np.arange(horizon_steps), self.max_horizon_steps - 1)
         chosen = [self.choice_[i] for i in steps]

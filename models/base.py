@@ -93,6 +93,18 @@ class Forecast:
         return interpolate_levels(levels, table, np.array([level]))[0]
 
 
+def check_horizon(horizon_steps: int) -> int:
+    """Validate a forecast horizon and return it as an ``int``.
+
+    Raises:
+        ValueError: the horizon is below one step.
+    """
+    horizon_steps = int(horizon_steps)
+    if horizon_steps < 1:
+        raise ValueError(f"horizon_steps must be >= 1, got {horizon_steps}")
+    return horizon_steps
+
+
 def check_levels(quantiles: Iterable[float]) -> tuple[float, ...]:
     """Validate quantile levels and return them sorted and de-duplicated.
 

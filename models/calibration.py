@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.base import DEFAULT_QUANTILES, pinball_loss
+from models.base import DEFAULT_QUANTILES, interpolate_levels, pinball_loss
 
 #: Levels on which the error quantiles are kept; requested levels are interpolated between them.
 GRID: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.975, 0.99)
@@ -237,6 +237,19 @@ class Calibrator:
         extra = np.arange(hc + 1, horizon_steps + 1)
         tail = self.table_[-1][None, :] * np.sqrt(extra / hc)[:, None]
         return np.vstack([self.table_, tail])
+
+    def quantiles(self, start: np.ndarray, scale: float, levels: tuple[float, ...]) -> np.ndarray:
+        """Quantile paths at ``levels``, shape ``(len(levels), h)``, from this calibrator's error table.
+
+        Args:
+            start: The point path, shape ``(h,)``, or the model's own quantiles on ``GRID``,
+                shape ``(h, len(GRID))``, that the normalised errors are added to.
+            scale: The scale at the forecast origin.
+            levels: Sorted levels in (0, 1).
+        """
+        table = self.table(start.shape[0])
+        grid = (start[None, :] if start.ndim == 1 else start.T) + scale * table.T
+        return interpolate_levels(_GRID, np.sort(grid, axis=0), np.array(levels))
 
     # ------------------------------------------------------------------ helpers
 

@@ -246,9 +246,7 @@ class HistoryForecaster:
     def predict(self, horizon_steps: int, quantiles: Sequence[float] = base.DEFAULT_QUANTILES) -> base.Forecast:
         """Forecast ``horizon_steps`` points (see ``models.base.Forecaster.predict``)."""
         self._check_fitted()
-        horizon_steps = int(horizon_steps)
-        if horizon_steps < 1:
-            raise ValueError(f"horizon_steps must be >= 1, got {horizon_steps}")
+        horizon_steps = base.check_horizon(horizon_steps)
         levels = base.check_levels(quantiles)
         if self.fallback_ is not None:
             inner = self.fallback_.predict(horizon_steps, levels)
@@ -278,10 +276,7 @@ class HistoryForecaster:
             own = None if self.base_ is None else self.base_[:horizon_steps]
         else:
             path, own = self._split(self._path(horizon_steps))
-        table = self.calibrator_.table(horizon_steps)
-        start = path[None, :] if own is None else own.T
-        grid = start + self.scale_ * table.T
-        values = base.interpolate_levels(calibration._GRID, np.sort(grid, axis=0), np.array(levels))
+        values = self.calibrator_.quantiles(path if own is None else own, self.scale_, levels)
         return base.make_forecast(
             start=self.next_start_,
             step_seconds=self.step_seconds_,

@@ -108,18 +108,14 @@ class MedianEnsemble:
 
     def predict(self, horizon_steps: int, quantiles: Sequence[float] = base.DEFAULT_QUANTILES) -> base.Forecast:
         """Forecast ``horizon_steps`` points (see ``models.base.Forecaster.predict``)."""
-        horizon_steps = int(horizon_steps)
-        if horizon_steps < 1:
-            raise ValueError(f"horizon_steps must be >= 1, got {horizon_steps}")
+        horizon_steps = base.check_horizon(horizon_steps)
         levels = base.check_levels(quantiles)
         if horizon_steps <= self.path_.size:
             path = self.path_[:horizon_steps]
         else:
             paths = [member.predict(horizon_steps, (0.5,)).mean for member in self.members]
             path = np.median(np.stack(paths), axis=0)
-        table = self.calibrator_.table(horizon_steps)
-        grid = path[None, :] + self.scale_ * table.T
-        values = base.interpolate_levels(calibration._GRID, np.sort(grid, axis=0), np.array(levels))
+        values = self.calibrator_.quantiles(path, self.scale_, levels)
         return base.make_forecast(
             start=self.next_start_,
             step_seconds=self.step_seconds_,

@@ -214,7 +214,7 @@ def plan(
     # 4. Stabilise, limit the rate, and skip scale-ins too small to be worth an action.
     behavior = params.behavior
     if params.scale_down_window_from_lead:
-        window = max(params.min_lead_window_seconds, math.ceil(timing.lead_seconds - 1e-9))
+        window = max(params.min_lead_window_seconds, _ceil(timing.lead_seconds))
         behavior = replace(behavior, scale_down=replace(behavior.scale_down, stabilization_window_seconds=window))
     stabilized, stab_reason, recs = stabilize.stabilize_with_behavior(
         recommendations=state.recommendations,
@@ -228,12 +228,11 @@ def plan(
     # within a few percent does not move the count at every tick.
     # Without a trusted forecast the planner is the HPA (its 0.7 target already holds headroom).
     banded, band_reason = stabilized, stab_reason
-    if mode == "reactive":
-        pass
-    elif stabilized > current and params.scale_up_headroom > 0:
+    banding = mode != "reactive"
+    if banding and stabilized > current and params.scale_up_headroom > 0:
         banded = max(stabilized, _ceil(stabilized * (1 + params.scale_up_headroom)))
         band_reason = Reason.ScaleUpHeadroom
-    elif stabilized < current and params.scale_in_band > 0:
+    elif banding and stabilized < current and params.scale_in_band > 0:
         if current <= _ceil(stabilized * (1 + params.scale_in_band)):
             banded, band_reason = current, Reason.ScaleInWithinBand
         else:
@@ -316,7 +315,7 @@ def _ceil(x: float) -> int:
 def _pods(load: float, per_pod: float) -> int:
     if not math.isfinite(load) or load <= 0:
         return 0
-    return math.ceil(load / per_pod - 1e-9)
+    return _ceil(load / per_pod)
 
 
 def _index(forecast: Forecast, at: float) -> int:
