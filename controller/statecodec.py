@@ -78,7 +78,7 @@ def trim(
     now: float,
     keep_seconds: float,
     event_keep_seconds: float,
-    max_hits: int = 64,
+    max_hits: int = 256,
     max_checks: int = 64,
 ) -> ControllerState:
     """The part of ``state`` a restart needs.
@@ -118,7 +118,7 @@ def encode(
     keep_seconds: float,
     event_keep_seconds: float,
     startup_samples: Iterable[tuple[float, float]] = (),
-    max_hits: int = 64,
+    max_hits: int = 256,
     max_checks: int = 64,
     include_written_at: bool = False,
 ) -> str:

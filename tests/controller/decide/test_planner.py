@@ -153,15 +153,29 @@ def test_the_scale_in_guard_keeps_what_the_forecast_needs_before_a_replacement_c
 
 def test_the_confidence_gate_widens_then_distrusts_a_forecast_that_keeps_missing():
     f = flat_forecast(10.0)
-    misses = ControllerState(interval_hits=(False,) * 15 + (True,) * 25)  # coverage 62%: trusted
+    misses = ControllerState(interval_hits=(False,) * 90 + (True,) * 150)  # coverage 62%: trusted
     assert stages(plan(observe(load=10.0, ready=11), f, state=misses))["confidence"][1] is Reason.ForecastTrusted
-    misses = ControllerState(interval_hits=(False,) * 25 + (True,) * 15)  # 37%: widened to 0.975
+    misses = ControllerState(interval_hits=(False,) * 150 + (True,) * 90)  # 37%: widened to 0.975
     s = stages(plan(observe(load=10.0, ready=11), f, state=misses))
     assert s["confidence"][1] is Reason.QuantileWidened and s["forecast_replicas"][0] == 12  # ceil(10 * 1.2)
-    misses = ControllerState(interval_hits=(False,) * 35 + (True,) * 5)  # 12%: reactive at 0.7
+    misses = ControllerState(interval_hits=(False,) * 210 + (True,) * 30)  # 12%: reactive at 0.7
     s = stages(plan(observe(load=10.0, ready=11), f, state=misses))
     assert s["confidence"][1] is Reason.ForecastDistrusted
     assert s["floor_replicas"][0] == 15  # 90% / 70% * 11 = 14.14 -> 15
+
+
+def test_the_gate_judges_an_hour_of_outcomes_so_one_missed_ramp_does_not_distrust_the_forecast():
+    f = flat_forecast(10.0)
+    # Ten minutes of misses (one ramp the intervals did not cover) after fifty minutes of hits.
+    ramp = ControllerState(interval_hits=(True,) * 200 + (False,) * 40)
+    s = stages(plan(observe(load=10.0, ready=11), f, state=ramp))
+    assert s["confidence"] == (83, Reason.ForecastTrusted)
+    assert s["floor_replicas"][0] == 11  # the planner's own utilisation; the HPA's 0.7 would ask 15
+    # Only the newest gate_window outcomes count: an hour of misses distrusts it.
+    long_miss = ControllerState(interval_hits=(True,) * 200 + (False,) * 240)
+    s = stages(plan(observe(load=10.0, ready=11), f, state=long_miss))
+    assert s["confidence"] == (0, Reason.ForecastDistrusted)
+    assert s["floor_replicas"][0] == 15
 
 
 def test_forecast_checks_are_scored_when_they_come_due():
