@@ -363,25 +363,16 @@ def build_predictive_policy(
     """
     from controller.adapters.prometheus import render_query
 
-    replicas = settings.effective_replicas(workload)
-    tick = settings.loop.interval_seconds
-    step = max(model_step_seconds or tick, tick)
-    lag = settings.metrics.lag_seconds
-    max_horizon = policies.max_horizon_steps(startup_seconds=replicas.startup_seconds, lag_seconds=lag, tick_seconds=tick, step_seconds=step)
+    options = policies.predictive_options(
+        settings, workload, tick_seconds=settings.loop.interval_seconds, model_step_seconds=model_step_seconds
+    )
     query = render_query(workload.load_query or settings.metrics.load_query, namespace=workload.namespace, name=workload.name)
-    model_name, fallback_name = settings.forecast.model, settings.forecast.fallback_model
     return LivePredictivePolicy(
         ports,
-        planner_params(settings, workload),
-        forecaster_factory=policies.forecaster_factory(model_name, max_horizon_steps=max_horizon),
-        fallback_factory=policies.forecaster_factory(fallback_name, max_horizon_steps=max_horizon),
+        options.params,
+        **options.kwargs,
+        fallback_factory=policies.forecaster_factory(settings.forecast.fallback_model, max_horizon_steps=options.max_horizon_steps),
         query=query,
-        startup_prior_seconds=replicas.startup_seconds,
-        lag_seconds=lag,
-        tick_seconds=tick,
-        model_step_seconds=step,
-        history_seconds=settings.forecast.history_days * 86400.0,
-        refit_interval_seconds=float(settings.forecast.refit_interval_seconds),
         first_fit_seconds=first_fit_seconds,
     )
 

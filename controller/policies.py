@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -85,6 +85,58 @@ def planner_params(settings: ControllerSettings, workload: WorkloadSettings) -> 
         scale_down_window_from_lead=window_from_lead,
         behavior=behavior,
     )
+
+
+@dataclass(frozen=True)
+class PredictiveOptions:
+    """How a workload's settings configure ``PredictivePolicy`` (see ``predictive_options``).
+
+    Attributes:
+        params: the planner parameters.
+        kwargs: the policy's keyword arguments (forecaster factory, startup prior, metrics
+            lag, tick, model step, history, refit interval).
+        max_horizon_steps: the horizons the forecasters keep their own error quantiles for.
+    """
+
+    params: planner.PlannerParams
+    kwargs: dict[str, Any]
+    max_horizon_steps: int
+
+
+def predictive_options(
+    settings: ControllerSettings,
+    workload: WorkloadSettings,
+    *,
+    tick_seconds: float,
+    model_step_seconds: float | None = None,
+) -> PredictiveOptions:
+    """The settings of one workload mapped onto ``PredictivePolicy``'s keyword arguments.
+
+    The simulator, the backtest and the live loop all build their policy from this, so the
+    policy that is scored is the policy that runs.
+
+    Args:
+        settings: the controller settings.
+        workload: the workload (its overrides apply).
+        tick_seconds: the loop's interval.
+        model_step_seconds: step of the series the model sees; ``None``: the tick (never shorter).
+    """
+    replicas = settings.effective_replicas(workload)
+    step = max(model_step_seconds or tick_seconds, tick_seconds)
+    lag = settings.metrics.lag_seconds
+    horizon = max_horizon_steps(
+        startup_seconds=replicas.startup_seconds, lag_seconds=lag, tick_seconds=tick_seconds, step_seconds=step
+    )
+    kwargs: dict[str, Any] = {
+        "forecaster_factory": forecaster_factory(settings.forecast.model, max_horizon_steps=horizon),
+        "startup_prior_seconds": replicas.startup_seconds,
+        "lag_seconds": lag,
+        "tick_seconds": tick_seconds,
+        "model_step_seconds": step,
+        "history_seconds": settings.forecast.history_days * 86400.0,
+        "refit_interval_seconds": float(settings.forecast.refit_interval_seconds),
+    }
+    return PredictiveOptions(planner_params(settings, workload), kwargs, horizon)
 
 
 @dataclass(frozen=True)

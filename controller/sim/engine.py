@@ -83,29 +83,11 @@ def _build_scaleahead(ports: PolicyPorts, scenario: Scenario, config: SimConfig)
     # startup time is learned from the pods; the settings' startup_seconds is only the prior.
     settings = config.settings or ControllerSettings()
     workload = WorkloadSettings(namespace=TARGET.namespace, name=TARGET.name)
-    params = policies.planner_params(settings, workload)
+    options = policies.predictive_options(settings, workload, tick_seconds=TICK_SECONDS)
+    params = options.params
     if config.settings is None:
         params = dataclasses.replace(params, min_replicas=config.min_replicas, max_replicas=hpa.UNBOUNDED_REPLICAS)
-    replicas = settings.effective_replicas(workload)
-    return PredictivePolicy(
-        ports,
-        params,
-        forecaster_factory=policies.forecaster_factory(
-            settings.forecast.model,
-            max_horizon_steps=policies.max_horizon_steps(
-                startup_seconds=replicas.startup_seconds,
-                lag_seconds=settings.metrics.lag_seconds,
-                tick_seconds=TICK_SECONDS,
-                step_seconds=TICK_SECONDS,
-            ),
-        ),
-        model_step_seconds=TICK_SECONDS,
-        startup_prior_seconds=replicas.startup_seconds,
-        lag_seconds=settings.metrics.lag_seconds,
-        history_seconds=settings.forecast.history_days * 86400.0,
-        refit_interval_seconds=float(settings.forecast.refit_interval_seconds),
-        record_forecast=True,
-    )
+    return PredictivePolicy(ports, params, **options.kwargs, record_forecast=True)
 
 
 BUILDERS: dict[str, PolicyBuilder] = {"hpa": _build_hpa, "scaleahead": _build_scaleahead, "oracle": _build_oracle}

@@ -65,3 +65,28 @@ def test_every_decision_goes_through_the_actuator_and_is_recorded():
     changes = int(np.count_nonzero(np.diff(replicas)))
     assert len(result.decisions) >= changes > 0
     assert all(d.reason for d in result.decisions)
+
+
+def test_the_simulator_and_the_live_loop_build_the_same_policy_from_one_set_of_settings():
+    from controller.loop import build_predictive_policy
+    from controller.policies import PolicyPorts
+    from controller.settings import ControllerSettings, WorkloadSettings
+
+    settings = ControllerSettings.model_validate({
+        "metrics": {"lag_seconds": 30},
+        "forecast": {"model": "ets", "quantile": 0.8, "history_days": 3, "refit_interval_seconds": 3600},
+        "replicas": {"startup_seconds": 200, "scale_in_band_ratio": 0.3, "max_replicas": 50},
+    })
+    ports = PolicyPorts(clock=None, metrics=None, pods=None, actuator=None)
+    sim = engine.BUILDERS["scaleahead"](ports, make_scenario([1.0, 1.0]), engine.SimConfig(settings=settings))
+    live = build_predictive_policy(settings, WorkloadSettings(namespace=engine.TARGET.namespace, name=engine.TARGET.name), ports)
+    assert sim._params == live._params
+    assert (sim._params.quantile, sim._params.scale_in_band, sim._params.max_replicas) == (0.8, 0.3, 50)
+    for attr in ("_lag", "_tick", "_step", "_history_steps", "_refit_interval"):
+        assert getattr(sim, attr) == getattr(live, attr), attr
+    assert (sim._lag, sim._history_steps, sim._refit_interval) == (30, 3 * 5760, 3600.0)
+    assert sim.startup.prior_seconds == live.startup.prior_seconds == 200
+    sim_model, live_model = sim._factory(), live._factory()
+    assert type(sim_model) is type(live_model)
+    # lead (2 x 200 + 30 + 2 x 15 + 15) / 15 steps, and one more
+    assert sim_model.max_horizon_steps == live_model.max_horizon_steps == 33
