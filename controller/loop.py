@@ -366,7 +366,7 @@ def build_predictive_policy(
     options = policies.predictive_options(
         settings, workload, tick_seconds=settings.loop.interval_seconds, model_step_seconds=model_step_seconds
     )
-    query = render_query(workload.load_query or settings.metrics.load_query, namespace=workload.namespace, name=workload.name)
+    query = render_query(settings.effective_load_template(workload), namespace=workload.namespace, name=workload.name)
     return LivePredictivePolicy(
         ports,
         options.params,

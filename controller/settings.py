@@ -688,10 +688,12 @@ class ControllerSettings(_Settings):
         """``workload.mode``, or ``loop.default_mode`` when the workload does not set one."""
         return workload.mode or self.loop.default_mode
 
-    def effective_load_query(self, workload: WorkloadSettings) -> str:
-        """The PromQL load query of ``workload``: its template (or the global one) with placeholders filled."""
-        template = workload.load_query or self.metrics.load_query
-        return string.Template(template).substitute(namespace=workload.namespace, name=workload.name)
+    def effective_load_template(self, workload: WorkloadSettings) -> str:
+        """The PromQL load query template of ``workload``: its own, or ``metrics.load_query``.
+
+        The placeholders are filled (and escaped) by ``controller.adapters.prometheus.render_query``.
+        """
+        return workload.load_query or self.metrics.load_query
 
     def workload_ref(self, workload: WorkloadSettings) -> domain.WorkloadRef:
         """The domain reference to ``workload``'s scale target."""

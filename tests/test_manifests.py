@@ -10,7 +10,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from controller import server, settings, telemetry
+from controller import runcli, server, settings, telemetry
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST_FILES = sorted((ROOT / "manifests").glob("*.yaml"))
@@ -172,6 +172,10 @@ def test_rbac_grants_what_the_controller_does(objects):
     namespaced = rules_of(objects, "Role")
     for verb in ("get", "create", "update"):
         assert grants(namespaced, "coordination.k8s.io", "leases", verb)
+    # Reading and renewing are limited to the controller's own Lease (create cannot be).
+    for rule in namespaced:
+        if "leases" in rule["resources"] and {"get", "update"} & set(rule["verbs"]):
+            assert rule.get("resourceNames") == [runcli.DEFAULT_LEASE_NAME], rule
     assert not grants(cluster, "coordination.k8s.io", "leases", "update"), "leases belong in the namespaced Role"
     assert grants(namespaced, "", "configmaps", "watch")
 

@@ -8,6 +8,7 @@ import typing
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from controller.adapters.prometheus import render_query
 from controller import domain, settings
 from controller.domain import PolicyType, ScalingPolicy, ScalingRules, SelectPolicy
 
@@ -610,15 +611,22 @@ def test_a_workload_maps_to_its_reference_mode_and_query():
             name: db
             kind: StatefulSet
             mode: recommend
-            load_query: 'sum(up{namespace="$namespace",statefulset="${name}"}) * $$1'
+            load_query: 'sum(up{namespace="$namespace",statefulset="${name}"})'
         """
     )
     web, db = loaded.workloads
 
     assert loaded.workload_ref(db) == domain.WorkloadRef(namespace="shop", name="db", kind="StatefulSet", api_version="apps/v1")
     assert (loaded.effective_mode(web), loaded.effective_mode(db)) == ("active", "recommend")
-    assert loaded.effective_load_query(web) == 'sum(rate(http_requests_total{namespace="shop",pod=~"web-.*"}[1m]))'
-    assert loaded.effective_load_query(db) == 'sum(up{namespace="shop",statefulset="db"}) * $1'
+    assert loaded.effective_load_template(web) == loaded.metrics.load_query
+    assert loaded.effective_load_template(db) == 'sum(up{namespace="$namespace",statefulset="${name}"})'
+    # The loop fills them with the Prometheus adapter's escaping renderer.
+    assert render_query(loaded.effective_load_template(web), namespace="shop", name="web") == (
+        'sum(rate(http_requests_total{namespace="shop",pod=~"web-.*"}[1m]))'
+    )
+    assert render_query(loaded.effective_load_template(db), namespace="shop", name='d"b') == (
+        'sum(up{namespace="shop",statefulset="d\\"b"})'
+    )
 
 
 # ---------------------------------------------------------------------------------------------
