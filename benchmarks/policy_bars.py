@@ -10,7 +10,14 @@ statements hold:
 - where hpa leaves at most 0.01% unserved, cost_ratio <= 1.2 with unserved_pct <= 0.01;
 - scale_actions <= hpa's on at least 8 of 11 traces, and never more than 1.5 times.
 
+Unserved percentages print with three decimals; a non-zero amount too small for them prints
+in scientific notation, so that a "no" is never next to two equal-looking zeros.
+
 Usage: python benchmarks/policy_bars.py [--traces-dir ../shared/traces] [--settings fixed:30,fixed:120,fixed:300,lognormal:120]
+                                        [--save FILE.jsonl] [--load FILE.jsonl]
+
+``--save`` writes every result line (with its setting) as JSON lines; ``--load`` prints the
+tables from such a file instead of simulating.
 """
 
 from __future__ import annotations
@@ -27,7 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(traces: list[Path], distribution: str, startup: float, jobs: int) -> list[dict]:
     """One simulate process per trace (up to ``jobs`` at once), results in trace order."""
-    procs = []
     rows: list[dict] = []
     pending = list(traces)
     running: list[tuple[Path, subprocess.Popen]] = []
@@ -48,8 +54,12 @@ def run(traces: list[Path], distribution: str, startup: float, jobs: int) -> lis
                 running.remove((t, p))
     for t in traces:
         rows.extend(results[t])
-    del procs
     return rows
+
+
+def pct(value: float) -> str:
+    """An unserved percentage: three decimals, or scientific notation when non-zero but below them."""
+    return f"{value:.1e}" if 0 < value < 0.0005 else f"{value:.3f}"
 
 
 def check(rows: list[dict]) -> list[str]:
@@ -72,7 +82,7 @@ def check(rows: list[dict]) -> list[str]:
             cheap_ok += s["cost_ratio"] <= 1.2 and s["unserved_pct"] <= 0.01
         actions_le += s["scale_actions"] <= h["scale_actions"]
         actions_max = max(actions_max, s["scale_actions"] / max(h["scale_actions"], 1))
-        lines.append(f"| {trace} | {h['unserved_pct']:.3f} | {s['unserved_pct']:.3f} | {h['pod_hours']:.0f} | {s['pod_hours']:.0f} | "
+        lines.append(f"| {trace} | {pct(h['unserved_pct'])} | {pct(s['unserved_pct'])} | {h['pod_hours']:.0f} | {s['pod_hours']:.0f} | "
                      f"{s['cost_ratio']:.3f} | {h['scale_actions']} | {s['scale_actions']} | {'yes' if no_worse else 'no'} | "
                      f"{'yes' if third else 'no'} | {'yes' if s['scale_actions'] <= h['scale_actions'] else 'no'} |")
     lines.append("")
@@ -90,13 +100,29 @@ def main() -> int:
     ap.add_argument("--traces-dir", default=str(ROOT.parent / "shared" / "traces"))
     ap.add_argument("--settings", default="fixed:30,fixed:120,fixed:300,lognormal:120")
     ap.add_argument("--jobs", type=int, default=2, help="simulate processes at once (default 2)")
+    ap.add_argument("--save", type=Path, help="append every result (JSON lines, with its setting) to this file")
+    ap.add_argument("--load", type=Path, help="print the tables from a --save file instead of simulating")
     args = ap.parse_args()
     traces = sorted(Path(args.traces_dir).glob("*.csv"))
+    saved: dict[str, list[dict]] = {}
+    if args.load:
+        for line in args.load.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                saved.setdefault(row.pop("setting"), []).append(row)
     for setting in args.settings.split(","):
         distribution, startup = setting.split(":")
         print(f"\n### startup {startup} s, {distribution}: scaleahead simulate --trace <each trace> "
               f"--policy hpa,scaleahead,oracle --startup-seconds {startup} --startup-distribution {distribution} --json\n", flush=True)
-        rows = run(traces, distribution, float(startup), args.jobs)
+        if args.load:
+            if setting not in saved:
+                raise SystemExit(f"{args.load}: no results for the setting {setting!r} (it has {', '.join(saved) or 'none'})")
+            rows = saved[setting]
+        else:
+            rows = run(traces, distribution, float(startup), args.jobs)
+            if args.save:
+                with args.save.open("a") as out:
+                    out.writelines(json.dumps({"setting": setting, **row}) + "\n" for row in rows)
         print("\n".join(check(rows)), flush=True)
     return 0
 
