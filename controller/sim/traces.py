@@ -1,10 +1,11 @@
-"""Reading trace files (``timestamp,value`` CSV) with errors that name the file and the line.
+"""Reading trace files (``timestamp,value`` CSV) for the simulator, with errors that name the file and the line.
 
-Rules, from BENCHMARK.md section 1: the header is ``timestamp,value``;
-timestamps are Unix seconds (any fixed step, rows may be missing); rows whose
-value is NaN or empty are dropped. We also require strictly increasing
-timestamps and finite numbers, and at least two usable rows, because a
-simulator fed anything else would silently produce meaningless scores.
+The format's rules (BENCHMARK.md section 1, made strict: strictly increasing
+timestamps, finite non-negative numbers, NaN or empty values dropped, at least
+two usable rows) have one implementation, ``models.traces.parse_rows``, which
+the forecast evaluation's ``models.traces.read_trace`` uses too; its module
+docstring lists them. This module turns its ``ValueError`` into a
+``TraceError`` with the same message, so that the CLI reports a user error.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from controller.errors import UserError
+from models.traces import parse_rows
 
 
 class TraceError(UserError):
@@ -69,44 +71,19 @@ def load_trace(path: str | os.PathLike[str], *, name: str | None = None) -> Trac
 
 
 def parse_trace(text: str, *, source: str, name: str) -> Trace:
-    """Parse the text of a trace CSV; ``source`` names it in errors."""
-    lines = text.splitlines()
-    if not lines or not lines[0].strip():
-        raise TraceError(f"{source}:1: empty trace file (expected the header 'timestamp,value')")
-    header = [h.strip().lower() for h in lines[0].split(",")]
-    if header != ["timestamp", "value"]:
-        raise TraceError(f"{source}:1: expected the header 'timestamp,value', found {lines[0].strip()!r}")
-    ts: list[float] = []
-    vs: list[float] = []
-    last_t = -math.inf
-    for lineno, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        fields = line.split(",")
-        if len(fields) != 2:
-            raise TraceError(f"{source}:{lineno}: expected 2 fields 'timestamp,value', found {len(fields)}: {line.strip()!r}")
-        t_text, v_text = fields[0].strip(), fields[1].strip()
-        try:
-            t = float(t_text)
-        except ValueError:
-            raise TraceError(f"{source}:{lineno}: timestamp {t_text!r} is not a number") from None
-        if not math.isfinite(t):
-            raise TraceError(f"{source}:{lineno}: timestamp {t_text!r} is not finite")
-        if t <= last_t:
-            raise TraceError(f"{source}:{lineno}: timestamp {t_text} does not increase (previous row has {last_t:g})")
-        last_t = t
-        if v_text == "" or v_text.lower() == "nan":
-            continue  # NaN rows are dropped (BENCHMARK.md section 1)
-        try:
-            v = float(v_text)
-        except ValueError:
-            raise TraceError(f"{source}:{lineno}: value {v_text!r} is not a number") from None
-        if not math.isfinite(v):
-            raise TraceError(f"{source}:{lineno}: value {v_text!r} is not finite")
-        if v < 0:
-            raise TraceError(f"{source}:{lineno}: value {v_text} is negative; a load cannot be")
-        ts.append(t)
-        vs.append(v)
-    if len(ts) < 2:
-        raise TraceError(f"{source}: needs at least 2 rows with a value, found {len(ts)}")
-    return Trace(name=name, timestamps=np.asarray(ts, dtype=float), values=np.asarray(vs, dtype=float), path=source)
+    """Parse the text of a trace CSV; ``source`` names it in errors.
+
+    Raises:
+        TraceError: the text breaks a rule of ``models.traces.parse_rows`` (same message).
+    """
+    try:
+        rows = parse_rows(text, source=source)
+    except ValueError as exc:
+        raise TraceError(str(exc)) from None
+    kept = [row for row in rows if not math.isnan(row.value)]  # NaN rows are dropped (BENCHMARK.md section 1)
+    return Trace(
+        name=name,
+        timestamps=np.asarray([row.timestamp for row in kept], dtype=float),
+        values=np.asarray([row.value for row in kept], dtype=float),
+        path=source,
+    )

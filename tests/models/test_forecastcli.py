@@ -100,5 +100,5 @@ def test_a_malformed_line_is_a_user_error_with_file_and_line(tmp_path: Path) -> 
     path.write_text("timestamp,value\n0,1\n300,oops\n")
     args = parse(["forecast-eval", "--trace", str(path)])
 
-    with pytest.raises(UserError, match=r"bad.csv:3: not a number"):
+    with pytest.raises(UserError, match=r"bad.csv:3: value 'oops' is not a number"):
         args.func(args)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from controller.sim.traces import TraceError, load_trace
+from models.traces import read_trace
 
 
 def write(tmp_path, text, name="t.csv"):
@@ -50,6 +51,38 @@ def test_malformed_traces_are_reported_with_file_and_line(tmp_path, text, expect
         load_trace(p)
     assert expected in str(err.value)
     assert str(p).split("/")[-1] in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("time,val\n0,1\n", id="wrong-header"),
+        pytest.param("timestamp,value\n0,1\n60,1,2\n", id="extra-field"),
+        pytest.param("timestamp,value\n0,1\n60,1x\n", id="bad-value"),
+        pytest.param("timestamp,value\n0,1\n60,-3\n120,1\n", id="negative-value"),
+        pytest.param("timestamp,value\n0,1\n60,nan\n60,2\n", id="repeat-after-nan"),
+        pytest.param("timestamp,value\n0,1\n60,nan\n", id="one-value"),
+    ],
+)
+def test_the_simulator_and_the_forecast_reader_reject_a_malformed_file_with_the_same_message(tmp_path, text):
+    """One parser (``models.traces.parse_rows``) serves both readers, so their errors are identical."""
+    p = write(tmp_path, text)
+    with pytest.raises(TraceError) as sim_err:
+        load_trace(p)
+    with pytest.raises(ValueError) as model_err:
+        read_trace(p)
+    assert str(sim_err.value) == str(model_err.value)
+    assert str(sim_err.value).startswith(f"{p}:")
+
+
+def test_both_readers_keep_the_same_rows_of_a_well_formed_file(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_bytes(b"\xef\xbb\xbftimestamp,value\n0,1\n60,nan\n120,\n180,4\n240,5\n")  # with a UTF-8 byte-order mark
+    sim = load_trace(p)
+    gridded = read_trace(p)
+    kept = ~np.isnan(gridded.values)
+    np.testing.assert_array_equal(gridded.timestamps()[kept], sim.timestamps)
+    np.testing.assert_array_equal(gridded.values[kept], sim.values)
 
 
 def test_a_missing_file_is_reported_by_name(tmp_path):
