@@ -883,7 +883,9 @@ class Controller:
                 # new tuning, same memory: keep the planner state and the startup estimate
                 managed.policy.state = old_policy.state
                 if hasattr(old_policy, "startup") and hasattr(managed.policy, "startup"):
-                    managed.policy.startup = old_policy.startup  # type: ignore[attr-defined]
+                    managed.policy.startup = dataclasses.replace(  # type: ignore[attr-defined]
+                        managed.policy.startup, samples=old_policy.startup.samples  # type: ignore[attr-defined]
+                    )
                 log.info("%s: settings changed; policy rebuilt", managed.label, extra={"workload": managed.label})
             self.telemetry.register_workload(managed.label, mode=mode)
 

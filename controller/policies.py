@@ -93,8 +93,8 @@ class PredictiveOptions:
 
     Attributes:
         params: the planner parameters.
-        kwargs: the policy's keyword arguments (forecaster factory, startup prior, metrics
-            lag, tick, model step, history, refit interval).
+        kwargs: the policy's keyword arguments (forecaster factory, startup prior and
+            quantile, metrics lag, tick, model step, history, refit interval).
         max_horizon_steps: the horizons the forecasters keep their own error quantiles for.
     """
 
@@ -130,6 +130,7 @@ def predictive_options(
     kwargs: dict[str, Any] = {
         "forecaster_factory": forecaster_factory(settings.forecast.model, max_horizon_steps=horizon),
         "startup_prior_seconds": replicas.startup_seconds,
+        "startup_quantile": replicas.startup_quantile,
         "lag_seconds": lag,
         "tick_seconds": tick_seconds,
         "model_step_seconds": step,
@@ -217,6 +218,7 @@ class PredictivePolicy:
         params: planner tuning.
         forecaster_factory: builds a fresh, unfitted forecaster.
         startup_prior_seconds: startup estimate before any pod was seen starting.
+        startup_quantile: which decayed quantile of the observed startups is the estimate.
         lag_seconds: how old the observed load is (scrape interval and rate window).
         tick_seconds: the loop interval.
         model_step_seconds: step of the series the forecaster sees.
@@ -236,6 +238,7 @@ class PredictivePolicy:
         forecaster_factory: Callable[[], Forecaster],
         query: str = "",
         startup_prior_seconds: float = 120.0,
+        startup_quantile: float = 0.5,
         lag_seconds: float = 15.0,
         tick_seconds: float = 15.0,
         model_step_seconds: float = 15.0,
@@ -255,7 +258,7 @@ class PredictivePolicy:
         self._refit_interval = refit_interval_seconds
         self._first_fit_steps = max(2, int(first_fit_seconds // model_step_seconds))
         self._levels = tuple(sorted({params.interval[0], params.interval[1], params.quantile, params.widened_quantile, 0.5}))
-        self.startup = leadtime.StartupEstimate(prior_seconds=startup_prior_seconds)
+        self.startup = leadtime.StartupEstimate(prior_seconds=startup_prior_seconds, quantile=startup_quantile)
         self.state = ControllerState()
         self._since = -float("inf")
         self._bucket: list[float] = []

@@ -371,6 +371,16 @@ class ReplicaSettings(_Settings):
         ge=0,
         description="Seconds from ordering a pod to it serving traffic; the forecast is read this far ahead.",
     )
+    startup_quantile: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description=(
+            "Quantile of the observed pod startup durations (decayed, newest weigh most) that is the"
+            " startup estimate in the lead time; 0.5 is the median. startup_seconds is its value before"
+            " any pod was seen."
+        ),
+    )
     downscale_stabilization_seconds: int = Field(
         300,
         ge=0,

@@ -4,9 +4,13 @@ A pod ordered now serves only after it has started, and the load the controller
 sees is already ``lag`` old, so a decision taken now must provision for the load at
 ``now + lead``, with ``lead = startup estimate + metrics lag + one tick``.
 
-The startup estimate is a decayed quantile (default p90) of the creation-to-Ready
-durations the controller has seen: robust to the odd slow pod (unlike a max) and
-quick to follow a change of image or node type (unlike an all-time percentile).
+The startup estimate is a decayed quantile (by default the median,
+``replicas.startup_quantile``) of the creation-to-Ready durations the controller
+has seen: robust to the odd slow pod (unlike a max) and quick to follow a change of
+image or node type (unlike an all-time percentile). The median, not a p90: the
+forecast quantile's headroom already covers the pods that start slower than the
+median, and every second added to the lead reads a wider quantile further ahead
+(measured with log-normal startups, see docs/policy.md).
 It is kept as a small weighted sample, so the estimator is a pure value that the
 planner state carries and a restart can persist.
 """
@@ -25,11 +29,12 @@ class StartupEstimate:
     Attributes:
         samples: ``(seconds, weight)`` pairs, newest last; weights decay by ``decay`` per new sample.
         prior_seconds: the estimate before anything was observed (the configured startup time).
+        quantile: the weighted quantile of the samples that is the estimate (0.5: the median).
     """
 
     samples: tuple[tuple[float, float], ...] = ()
     prior_seconds: float = 120.0
-    quantile: float = 0.9
+    quantile: float = 0.5
     decay: float = 0.97
     max_samples: int = 64
 

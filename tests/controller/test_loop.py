@@ -268,6 +268,33 @@ async def test_a_bad_settings_edit_keeps_the_last_good_settings(world_factory, k
     assert w.replicas("steady") == 8
 
 
+async def test_a_settings_edit_rebuilds_the_policy_with_the_new_tuning_and_the_old_memory(world_factory, kube_server, kube_clock, prom, tmp_path):
+    deploy(kube_server, kube_clock, "steady", 2)
+    path = tmp_path / "config.yaml"
+    good = settings_yaml(prom.url, "- {namespace: default, name: steady}", mode="recommend")
+    path.write_text(good)
+    w = world_factory(good, settings_path=path)
+    await w.ticks(2)
+    (managed,) = w.controller.workloads.values()
+    before = managed.policy
+    # What the cluster taught it so far: startups of 30 s, and then three slow ones.
+    before.startup = before.startup.observe([30.0] * 10 + [90.0] * 3)
+    assert before.startup.seconds == 30.0  # the median
+    state = before.state
+
+    extra = "replicas: {startup_quantile: 0.9, startup_seconds: 200}\n"
+    path.write_text(settings_yaml(prom.url, "- {namespace: default, name: steady}", mode="recommend", extra=extra))
+    assert await w.controller.check_settings() is True
+    await w.ticks(1)  # the policy is rebuilt on the next tick
+    after = managed.policy
+    assert after is not before
+    assert state.recommendations and state.recommendations[0] in after.state.recommendations  # same planner memory
+    seen = [seconds for seconds, _ in before.startup.samples]
+    assert [seconds for seconds, _ in after.startup.samples][: len(seen)] == seen  # the startups it saw, and the tick's
+    assert (after.startup.quantile, after.startup.prior_seconds) == (0.9, 200.0)  # the new tuning
+    assert after.startup.seconds == 90.0  # the slow pods are above the newest 10%
+
+
 # ---- faults --------------------------------------------------------------------------------------
 
 

@@ -189,6 +189,14 @@ def test_settings_are_frozen():
         pytest.param(
             """\
             replicas:
+              startup_quantile: 90
+            """,
+            "replicas.startup_quantile", 2, "less than 1",
+            id="startup-quantile-given-as-percent",
+        ),
+        pytest.param(
+            """\
+            replicas:
               target_utilization_ratio: 70
             """,
             "replicas.target_utilization_ratio", 2, "less than or equal to 1",

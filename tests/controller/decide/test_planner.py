@@ -194,8 +194,17 @@ def test_lead_is_startup_plus_lag_plus_one_tick():
     assert lead_seconds(startup_seconds=120, lag_seconds=15, tick_seconds=15) == 150
 
 
-def test_the_startup_estimate_is_a_decayed_p90_that_follows_change():
+def test_the_startup_estimate_is_a_decayed_median_by_default():
     est = StartupEstimate(prior_seconds=120.0)
+    assert est.seconds == 120.0
+    est = est.observe([30.0] * 11 + [100.0] * 9)
+    assert est.seconds == 100.0  # the 9 newest weigh more than the 11 oldest: 8.0 of 15.2 decayed weight
+    est = est.observe([30.0] * 3)
+    assert est.seconds == 30.0
+
+
+def test_the_startup_estimate_as_a_decayed_p90_follows_change():
+    est = StartupEstimate(prior_seconds=120.0, quantile=0.9)
     assert est.seconds == 120.0
     est = est.observe([30.0] * 20)
     assert est.seconds == 30.0
