@@ -88,7 +88,6 @@ __all__ = [
     "LivePredictivePolicy",
     "PolicyFactory",
     "build_predictive_policy",
-    "planner_params",
     "workload_from_annotations",
 ]
 
@@ -227,8 +226,7 @@ class LivePredictivePolicy(PredictivePolicy):
             start = end - (len(y) - 1) * self._step
             self._model = await asyncio.to_thread(self._fit, y, start)
             self._next_refit = end + self._refit_interval
-            horizon = max(1, math.ceil((self.startup.seconds + self._lag + 2 * self._tick + self._step) / self._step) + 1)
-            self._forecast = self._model.predict(horizon, self._levels)
+            self._forecast = self._model.predict(self._forecast_steps(), self._levels)
         return n
 
     # -- refits off the loop ----------------------------------------------------------------------
@@ -338,10 +336,6 @@ class _PrefittingPods:
 # ---------------------------------------------------------------------------------------------
 
 PolicyFactory = Callable[[ControllerSettings, WorkloadSettings, PolicyPorts], Policy]
-
-
-#: Kept here for callers of the loop; the mapping lives with the policies, shared with the simulator.
-planner_params = policies.planner_params
 
 
 def build_predictive_policy(

@@ -322,8 +322,11 @@ class PredictivePolicy:
         else:
             self._model.update(np.array([value]))
         if self._model is not None:
-            horizon = max(1, math.ceil((self.startup.seconds + self._lag + 2 * self._tick + self._step) / self._step) + 1)
-            self._forecast = self._model.predict(horizon, self._levels)
+            self._forecast = self._model.predict(self._forecast_steps(), self._levels)
+
+    def _forecast_steps(self) -> int:
+        """Steps to forecast: past the end of the lead interval at the current startup estimate."""
+        return max(1, math.ceil((self.startup.seconds + self._lag + 2 * self._tick + self._step) / self._step) + 1)
 
     @staticmethod
     def step_value(observations: list[float]) -> float:

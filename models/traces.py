@@ -77,24 +77,14 @@ def parse_rows(text: str, *, source: str) -> list[Row]:
         if len(fields) != 2:
             raise ValueError(f"{source}:{lineno}: expected 2 fields 'timestamp,value', found {len(fields)}: {line.strip()!r}")
         t_text, v_text = fields[0].strip(), fields[1].strip()
-        try:
-            t = float(t_text)
-        except ValueError:
-            raise ValueError(f"{source}:{lineno}: timestamp {t_text!r} is not a number") from None
-        if not math.isfinite(t):
-            raise ValueError(f"{source}:{lineno}: timestamp {t_text!r} is not finite")
+        t = _finite(t_text, "timestamp", f"{source}:{lineno}")
         if t <= last_t:
             raise ValueError(f"{source}:{lineno}: timestamp {t_text} does not increase (previous row has {last_t:g})")
         last_t = t
         if v_text == "" or v_text.lower() == "nan":
             rows.append(Row(lineno, t, math.nan))  # a missing point (BENCHMARK.md section 1)
             continue
-        try:
-            v = float(v_text)
-        except ValueError:
-            raise ValueError(f"{source}:{lineno}: value {v_text!r} is not a number") from None
-        if not math.isfinite(v):
-            raise ValueError(f"{source}:{lineno}: value {v_text!r} is not finite")
+        v = _finite(v_text, "value", f"{source}:{lineno}")
         if v < 0:
             raise ValueError(f"{source}:{lineno}: value {v_text} is negative; a load cannot be")
         rows.append(Row(lineno, t, v))
@@ -102,6 +92,17 @@ def parse_rows(text: str, *, source: str) -> list[Row]:
     if with_value < 2:
         raise ValueError(f"{source}: needs at least 2 rows with a value, found {with_value}")
     return rows
+
+
+def _finite(text: str, what: str, where: str) -> float:
+    """``text`` as a finite number; otherwise a ``ValueError`` naming ``where`` and ``what``."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"{where}: {what} {text!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{where}: {what} {text!r} is not finite")
+    return number
 
 
 @dataclass(frozen=True, slots=True)
