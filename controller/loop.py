@@ -187,7 +187,7 @@ class LivePredictivePolicy(PredictivePolicy):
         f = self._forecast
         if f is None:
             return None
-        k = min(max(math.ceil((at - f.start) / f.step_seconds - 1e-9), 0), f.horizon_steps - 1)
+        k = f.index_at(at)
         return {q: float(f.quantile(q)[k]) for q in self._levels}
 
     # -- priming ----------------------------------------------------------------------------------

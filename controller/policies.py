@@ -352,6 +352,6 @@ class PredictivePolicy:
         f = self._forecast
         if f is None:
             return (np.nan, np.nan, np.nan)
-        k = min(max(math.ceil((at - f.start) / f.step_seconds - 1e-9), 0), f.horizon_steps - 1)
+        k = f.index_at(at)
         lo, hi = self._params.interval
         return (float(f.quantile(lo)[k]), float(f.quantile(0.5)[k]), float(f.quantile(hi)[k]))

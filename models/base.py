@@ -15,6 +15,7 @@ assume that a timestamp is wall-clock time (some traces only have relative time)
 
 from __future__ import annotations
 
+import math
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,14 @@ class Forecast:
     def times(self) -> np.ndarray:
         """Times (seconds) of the predicted points: ``start + step_seconds * [0, 1, ...]``."""
         return self.start + self.step_seconds * np.arange(self.horizon_steps)
+
+    def index_at(self, at: float) -> int:
+        """Index of the point that covers time ``at``: the first point at or after it.
+
+        Times before ``start`` map to the first point and times past the horizon to the last.
+        """
+        k = math.ceil((at - self.start) / self.step_seconds - 1e-9)
+        return min(max(k, 0), self.horizon_steps - 1)
 
     def quantile(self, level: float) -> np.ndarray:
         """The quantile path at ``level``, interpolated linearly between the stored levels.

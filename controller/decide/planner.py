@@ -181,7 +181,7 @@ def plan(
         mode, gate_reason = "forecast", Reason.ForecastTrusted
     q = params.widened_quantile if mode == "widened" else params.quantile
     if forecast is not None:
-        lo, hi = (float(forecast.quantile(level)[_index(forecast, now + timing.lead_seconds)]) for level in params.interval)
+        lo, hi = (float(forecast.quantile(level)[forecast.index_at(now + timing.lead_seconds)]) for level in params.interval)
         pending = (*pending, (now + timing.lead_seconds, lo, hi))
 
     # 2. What the forecast needs when a pod ordered now would be ready.
@@ -194,8 +194,8 @@ def plan(
         # A pod ordered now serves from now + startup on: provision for the peak between
         # then and the end of the lead interval (what happens sooner is the job of the
         # pods that exist, and of the scale-in guard below).
-        end = _index(forecast, now + timing.lead_seconds)
-        arrive = min(_index(forecast, now + timing.startup_seconds), end)
+        end = forecast.index_at(now + timing.lead_seconds)
+        arrive = min(forecast.index_at(now + timing.startup_seconds), end)
         forecast_replicas = _pods(float(np.max(path[arrive : end + 1])), per_pod)
         median_replicas = _pods(float(np.max(forecast.quantile(0.5)[arrive : end + 1])), per_pod)
 
@@ -267,7 +267,7 @@ def plan(
     if limited < current and path is not None:
         # Every pod removed now could only be replaced after a full startup: keep the
         # peak need from now to the end of the lead interval, as the oracle does.
-        need = _pods(float(np.max(path[_index(forecast, now) : end + 1])), per_pod)
+        need = _pods(float(np.max(path[forecast.index_at(now) : end + 1])), per_pod)
         if need > limited:
             guarded, guard_reason = min(need, current), Reason.ScaleInGuard
 
@@ -321,12 +321,6 @@ def _pods(load: float, per_pod: float) -> int:
     if not math.isfinite(load) or load <= 0:
         return 0
     return _ceil(load / per_pod)
-
-
-def _index(forecast: Forecast, at: float) -> int:
-    """Index of the forecast point that covers time ``at`` (the first point at or after it)."""
-    k = math.ceil((at - forecast.start) / forecast.step_seconds - 1e-9)
-    return min(max(k, 0), forecast.horizon_steps - 1)
 
 
 def _score_due_checks(

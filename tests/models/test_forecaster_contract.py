@@ -215,3 +215,13 @@ def test_every_model_satisfies_the_protocol() -> None:
 def test_unknown_model_names_list_the_known_ones() -> None:
     with pytest.raises(KeyError, match="naive"):
         models.create("prophet")
+
+
+def test_index_at_picks_the_first_point_at_or_after_a_time_and_clamps_to_the_horizon() -> None:
+    f = base.Forecast(start=100.0, step_seconds=15.0, mean=np.arange(4.0), quantiles={0.5: np.arange(4.0)})
+    # points at 100, 115, 130, 145
+    assert [f.index_at(t) for t in (100.0, 100.5, 115.0, 129.0, 145.0)] == [0, 1, 1, 2, 3]
+    assert f.index_at(-1e9) == 0  # before the first point: the first point
+    assert f.index_at(1e9) == 3  # past the horizon: the last point
+    # a time a rounding error past a point still maps to that point
+    assert f.index_at(115.0 + 1e-12) == 1
