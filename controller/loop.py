@@ -251,19 +251,18 @@ class LivePredictivePolicy(PredictivePolicy):
     def _pending_fit(self, now: float, load: float | None) -> tuple[np.ndarray, float] | None:
         """The ``(y, start)`` that ``_observe_load(now, load)`` is about to fit on, or ``None``.
 
-        Mirrors ``PredictivePolicy._observe_load`` without changing any state.
+        Built from the same step and due rules as ``PredictivePolicy._observe_load``, without
+        changing any state.
         """
-        bucket_start = now if self._bucket_start is None else self._bucket_start
-        if now - bucket_start + self._tick < self._step - 1e-9:
+        value = self._completed_step(now, load)
+        if value is None:
             return None
-        value = self.step_value([*self._bucket, np.nan if load is None else load])
-        history = [*self._history, value]
-        if len(history) > 2 * self._history_steps:
-            history = history[len(history) - self._history_steps :]
-        due = len(history) >= self._first_fit_steps if self._model is None else now >= self._next_refit
-        if not due:
+        kept = len(self._history) + 1
+        if kept > 2 * self._history_steps:
+            kept = self._history_steps
+        if not self._fit_due(now, kept):
             return None
-        y = np.asarray(history[-self._history_steps :], dtype=float)
+        y = np.asarray([*self._history, value][-self._history_steps :], dtype=float)
         return y, now - (len(y) - 1) * self._step
 
     async def _prefit_if_due(self) -> None:

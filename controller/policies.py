@@ -302,27 +302,35 @@ class PredictivePolicy:
 
     def _observe_load(self, now: float, load: float | None) -> None:
         """Aggregate ticks into model steps; update, refit and predict at each completed step."""
-        if self._bucket_start is None:
-            self._bucket_start = now
-        self._bucket.append(np.nan if load is None else load)
-        if now - self._bucket_start + self._tick < self._step - 1e-9:
+        value = self._completed_step(now, load)
+        if value is None:
+            if self._bucket_start is None:
+                self._bucket_start = now
+            self._bucket.append(np.nan if load is None else load)
             return
-        value = self.step_value(self._bucket)
         self._bucket, self._bucket_start = [], None
         self._history.append(value)
         if len(self._history) > 2 * self._history_steps:
             del self._history[: len(self._history) - self._history_steps]
         self._history_end = now
 
-        if self._model is None:
-            if len(self._history) >= self._first_fit_steps:
-                self._refit(now)
-        elif now >= self._next_refit:
+        if self._fit_due(now, len(self._history)):
             self._refit(now)
-        else:
+        elif self._model is not None:
             self._model.update(np.array([value]))
         if self._model is not None:
             self._forecast = self._model.predict(self._forecast_steps(), self._levels)
+
+    def _completed_step(self, now: float, load: float | None) -> float | None:
+        """The value of the model step the observation at ``now`` completes, or ``None`` (no state change)."""
+        bucket_start = now if self._bucket_start is None else self._bucket_start
+        if now - bucket_start + self._tick < self._step - 1e-9:
+            return None
+        return self.step_value([*self._bucket, np.nan if load is None else load])
+
+    def _fit_due(self, now: float, history_len: int) -> bool:
+        """Whether a step completed at ``now`` with ``history_len`` steps kept refits the model."""
+        return history_len >= self._first_fit_steps if self._model is None else now >= self._next_refit
 
     def _forecast_steps(self) -> int:
         """Steps to forecast: past the end of the lead interval at the current startup estimate."""
