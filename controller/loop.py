@@ -100,6 +100,7 @@ ANNOTATION_REPLICAS = {
     "scaleahead.io/min-replicas": "min_replicas",
     "scaleahead.io/max-replicas": "max_replicas",
     "scaleahead.io/startup-seconds": "startup_seconds",
+    "scaleahead.io/startup-quantile": "startup_quantile",
     "scaleahead.io/target-utilization-ratio": "target_utilization_ratio",
     "scaleahead.io/downscale-stabilization-seconds": "downscale_stabilization_seconds",
 }

@@ -493,3 +493,17 @@ async def test_refits_of_the_live_policy_run_in_a_worker_thread_and_decide_as_th
     assert len(fit_threads) >= 6
     assert all(name != threading.main_thread().name for name in fit_threads), fit_threads
     assert live_decisions == plain_decisions
+
+
+def test_the_startup_quantile_annotation_overrides_the_workload_and_a_bad_one_is_named():
+    base = {loop.ANNOTATION_ENABLED: "true"}
+    w = loop.workload_from_annotations(namespace="default", name="web", kind="Deployment",
+                                       annotations={**base, "scaleahead.io/startup-quantile": " 0.75 "})  # fmt: skip
+    settings = ControllerSettings.model_validate({"workloads": [w.model_dump(exclude_unset=True)]})
+    assert settings.effective_replicas(w).startup_quantile == 0.75
+    assert settings.effective_replicas(settings.workloads[0]).startup_quantile == 0.75
+    unset = loop.workload_from_annotations(namespace="default", name="web", kind="Deployment", annotations=base)
+    assert settings.effective_replicas(unset).startup_quantile == ControllerSettings().replicas.startup_quantile
+    with pytest.raises(ValueError, match="scaleahead.io/startup-quantile"):
+        loop.workload_from_annotations(namespace="default", name="web", kind="Deployment",
+                                       annotations={**base, "scaleahead.io/startup-quantile": "1"})  # fmt: skip
