@@ -258,10 +258,7 @@ class LivePredictivePolicy(PredictivePolicy):
         value = self._completed_step(now, load)
         if value is None:
             return None
-        kept = len(self._history) + 1
-        if kept > 2 * self._history_steps:
-            kept = self._history_steps
-        if not self._fit_due(now, kept):
+        if not self._fit_due(now, self._kept_steps(len(self._history) + 1)):
             return None
         y = np.asarray([*self._history, value][-self._history_steps :], dtype=float)
         return y, now - (len(y) - 1) * self._step

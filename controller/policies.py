@@ -310,8 +310,7 @@ class PredictivePolicy:
             return
         self._bucket, self._bucket_start = [], None
         self._history.append(value)
-        if len(self._history) > 2 * self._history_steps:
-            del self._history[: len(self._history) - self._history_steps]
+        del self._history[: len(self._history) - self._kept_steps(len(self._history))]
         self._history_end = now
 
         if self._fit_due(now, len(self._history)):
@@ -327,6 +326,10 @@ class PredictivePolicy:
         if now - bucket_start + self._tick < self._step - 1e-9:
             return None
         return self.step_value([*self._bucket, np.nan if load is None else load])
+
+    def _kept_steps(self, history_len: int) -> int:
+        """Steps kept of a history this long: trimmed to ``history_steps`` once past twice that."""
+        return self._history_steps if history_len > 2 * self._history_steps else history_len
 
     def _fit_due(self, now: float, history_len: int) -> bool:
         """Whether a step completed at ``now`` with ``history_len`` steps kept refits the model."""
