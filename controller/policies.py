@@ -18,7 +18,7 @@ import numpy as np
 import dataclasses
 
 import models
-from controller.decide import hpa, leadtime, planner
+from controller.decide import baseline, hpa, leadtime, planner
 from controller.domain import ControllerState, Decision, Observation, WorkloadRef
 from controller.ports import Clock, MetricsSource, PodCounter, ReplicaActuator
 from controller.settings import ControllerSettings, WorkloadSettings
@@ -87,6 +87,24 @@ def planner_params(settings: ControllerSettings, workload: WorkloadSettings) -> 
     )
 
 
+def reference_params(settings: ControllerSettings, workload: WorkloadSettings) -> baseline.ReferenceParams | None:
+    """The counterfactual HPA and quantile ladder of ``forecast.raise_quantile_to``; ``None`` when it is empty."""
+    higher = settings.forecast.raise_quantile_to
+    if not higher:
+        return None
+    replicas = settings.effective_replicas(workload)
+    reference_hpa = hpa.HpaParams(
+        min_replicas=replicas.min_replicas,
+        max_replicas=replicas.max_replicas,
+        capacity_per_pod=settings.metrics.capacity_per_pod,
+    )
+    return baseline.ReferenceParams(
+        hpa=reference_hpa,
+        quantiles=(settings.forecast.quantile, *higher),
+        days=settings.forecast.reference_days,
+    )
+
+
 @dataclass(frozen=True)
 class PredictiveOptions:
     """How a workload's settings configure ``PredictivePolicy`` (see ``predictive_options``).
@@ -136,6 +154,7 @@ def predictive_options(
         "model_step_seconds": step,
         "history_seconds": settings.forecast.history_days * 86400.0,
         "refit_interval_seconds": float(settings.forecast.refit_interval_seconds),
+        "reference": reference_params(settings, workload),
     }
     return PredictiveOptions(planner_params(settings, workload), kwargs, horizon)
 
@@ -226,6 +245,9 @@ class PredictivePolicy:
         refit_interval_seconds: time between refits once the first fit is done.
         first_fit_seconds: history needed before the first fit.
         record_forecast: keep, per tick, the forecast interval at the lead time (for reports).
+        reference: run the HPA, and the planner at the higher quantiles, as counterfactuals on
+            the observed load, and each day provision at the lowest quantile that was no worse
+            than the HPA over the last days (``decide.baseline``); ``None``: always ``params.quantile``.
     """
 
     name = "scaleahead"
@@ -246,6 +268,7 @@ class PredictivePolicy:
         refit_interval_seconds: float = 86400.0,
         first_fit_seconds: float = 6 * 3600.0,
         record_forecast: bool = False,
+        reference: baseline.ReferenceParams | None = None,
     ) -> None:
         self._ports = ports
         self._params = params
@@ -257,7 +280,20 @@ class PredictivePolicy:
         self._history_steps = max(2, int(history_seconds // model_step_seconds))
         self._refit_interval = refit_interval_seconds
         self._first_fit_steps = max(2, int(first_fit_seconds // model_step_seconds))
-        self._levels = tuple(sorted({params.interval[0], params.interval[1], params.quantile, params.widened_quantile, 0.5}))
+        rungs = reference.quantiles if reference is not None else (params.quantile,)
+        self._levels = tuple(sorted({params.interval[0], params.interval[1], params.widened_quantile, 0.5, *rungs}))
+        self._rung_params = [
+            dataclasses.replace(params, quantile=q, widened_quantile=max(q, params.widened_quantile)) for q in rungs
+        ]
+        self._reference = reference
+        self.rung = 0
+        self._hpa: baseline.ShadowHpa | None = None
+        self._shadows: dict[int, tuple[baseline.ShadowPods, ControllerState]] = {}
+        self._today: tuple[baseline.Tally, list[baseline.Tally], float] | None = None
+        self._days: list[tuple[baseline.Tally, list[baseline.Tally], float]] = []
+        self._period_end = float("inf")
+        #: (time, quantile) at each end of a period: the quantile chosen for the next one.
+        self.quantile_history: list[tuple[float, float]] = []
         self.startup = leadtime.StartupEstimate(prior_seconds=startup_prior_seconds, quantile=startup_quantile)
         self.state = ControllerState()
         self._since = -float("inf")
@@ -293,12 +329,66 @@ class PredictivePolicy:
             lead_seconds=leadtime.lead_seconds(startup_seconds=self.startup.seconds, lag_seconds=self._lag, tick_seconds=self._tick),
             startup_seconds=self.startup.seconds,
         )
-        result = planner.plan(obs, self._forecast, self._params, self.state, now, timing=timing, target=target.name)
+        if self._reference is not None:
+            self._run_counterfactuals(obs, timing)
+        params = self._rung_params[self.rung]
+        result = planner.plan(obs, self._forecast, params, self.state, now, timing=timing, target=target.name)
         self.state = result.state
         decision = result.decisions[0]
         if self.record_forecast:
             self._band.append((*self._band_at(now + timing.lead_seconds), timing.lead_seconds))
         return await act(ports, target, decision)
+
+    @property
+    def quantile(self) -> float:
+        """The provisioning quantile in use (the configured one, or a higher rung chosen against the HPA)."""
+        return self._rung_params[self.rung].quantile
+
+    def _run_counterfactuals(self, obs: Observation, timing: planner.Timing) -> None:
+        """Step the reference HPA and the planner at the other rungs on this tick's load, score
+        every side, and at the end of a period choose the next period's rung (``decide.baseline``)."""
+        ref = self._reference
+        now, load = obs.at, obs.load
+        startup = timing.startup_seconds
+        if self._hpa is None:
+            pods = baseline.ShadowPods(obs.ready, (now + startup,) * obs.starting)
+            self._hpa = baseline.ShadowHpa(pods)
+            self._shadows = {i: (pods, self.state) for i in range(len(self._rung_params)) if i != self.rung}
+            self._today = (baseline.Tally(), [baseline.Tally()] * len(self._rung_params), 0.0)
+            self._period_end = now + ref.period_seconds
+        scored = baseline.finite(load)
+        cap = self._params.capacity_per_pod
+        hpa_tally, tallies, day_load = self._today
+
+        hpa_pods = self._hpa.pods.advance(now)
+        result = hpa.plan(hpa_pods.observation(now, load), ref.hpa, self._hpa.state, now)
+        if scored:
+            hpa_tally = hpa_tally.add(ready=hpa_pods.ready, replicas=hpa_pods.replicas, load=load, capacity_per_pod=cap, seconds=self._tick)
+            tallies[self.rung] = tallies[self.rung].add(
+                ready=obs.ready, replicas=obs.ready + obs.starting, load=load, capacity_per_pod=cap, seconds=self._tick
+            )
+            day_load += load * self._tick
+        self._hpa = baseline.ShadowHpa(hpa_pods.scale(result.desired_replicas, now, startup_seconds=startup), result.state)
+        for i, (pods, state) in self._shadows.items():
+            pods = pods.advance(now)
+            shadow = planner.plan(pods.observation(now, load), self._forecast, self._rung_params[i], state, now, timing=timing)
+            if scored:
+                tallies[i] = tallies[i].add(ready=pods.ready, replicas=pods.replicas, load=load, capacity_per_pod=cap, seconds=self._tick)
+            self._shadows[i] = (pods.scale(shadow.desired_replicas, now, startup_seconds=startup), shadow.state)
+        self._today = (hpa_tally, tallies, day_load)
+
+        if now >= self._period_end:
+            self._days = [*self._days, self._today][-ref.days :]
+            self._today = (baseline.Tally(), [baseline.Tally()] * len(self._rung_params), 0.0)
+            self._period_end += ref.period_seconds
+            rung = baseline.choose_rung(self._days)
+            if rung != self.rung:
+                # The real pods continue at the new rung; the old rung goes on as a counterfactual
+                # from where the real ones are (starting pods counted as ready a startup from now).
+                self._shadows.pop(rung)
+                self._shadows[self.rung] = (baseline.ShadowPods(obs.ready, (now + startup,) * obs.starting), self.state)
+                self.rung = rung
+            self.quantile_history.append((now, self.quantile))
 
     def _observe_load(self, now: float, load: float | None) -> None:
         """Aggregate ticks into model steps; update, refit and predict at each completed step."""

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 from pydantic_core import InitErrorDetails
 
 from controller import domain, errors
@@ -245,6 +245,27 @@ class ForecastSettings(_Settings):
         lt=1,
         description="Forecast quantile (0 < q < 1) the replica count is planned for; higher means more headroom.",
     )
+    raise_quantile_to: list[float] = Field(
+        default_factory=lambda: [0.95, 0.975],
+        max_length=4,
+        description=(
+            "Higher quantiles the planner may use instead of `quantile`, ascending. Beside its real decisions the"
+            " controller runs the HPA's calculation (target 0.7) and the planner at each of these on the observed"
+            " load, and each day provisions at the lowest quantile that was no worse than the HPA on both pod-hours"
+            " and uncovered load over the last `reference_days` days. [] always uses `quantile`."
+        ),
+    )
+    reference_days: int = Field(3, ge=1, le=14, description="Days the choice among `raise_quantile_to` looks back on.")
+
+    @model_validator(mode="after")
+    def _ladder_above_quantile(self) -> ForecastSettings:
+        ladder = [self.quantile, *self.raise_quantile_to]
+        if any(not 0 < q < 1 for q in self.raise_quantile_to) or any(b <= a for a, b in zip(ladder, ladder[1:])):
+            raise ValueError(
+                f"raise_quantile_to must be ascending quantiles in (0, 1) above quantile {self.quantile:g},"
+                f" got {self.raise_quantile_to}"
+            )
+        return self
 
 
 class ScalingPolicySettings(_Settings):

@@ -84,10 +84,14 @@ def _build_scaleahead(ports: PolicyPorts, scenario: Scenario, config: SimConfig)
     settings = config.settings or ControllerSettings()
     workload = WorkloadSettings(namespace=TARGET.namespace, name=TARGET.name)
     options = policies.predictive_options(settings, workload, tick_seconds=TICK_SECONDS)
-    params = options.params
+    params, kwargs = options.params, dict(options.kwargs)
     if config.settings is None:
         params = dataclasses.replace(params, min_replicas=config.min_replicas, max_replicas=hpa.UNBOUNDED_REPLICAS)
-    return PredictivePolicy(ports, params, **options.kwargs, record_forecast=True)
+        if kwargs["reference"] is not None:
+            # The counterfactual HPA is the benchmark's hpa (section 4), at the run's target.
+            reference_hpa = hpa.HpaParams(target_utilization_ratio=config.hpa_target, min_replicas=config.min_replicas)
+            kwargs["reference"] = dataclasses.replace(kwargs["reference"], hpa=reference_hpa)
+    return PredictivePolicy(ports, params, **kwargs, record_forecast=True)
 
 
 BUILDERS: dict[str, PolicyBuilder] = {"hpa": _build_hpa, "scaleahead": _build_scaleahead, "oracle": _build_oracle}

@@ -1,0 +1,147 @@
+"""Counterfactuals on the workload's own load: what the HPA, and scaleahead at other quantiles, would have done.
+
+The HPA's fixed headroom happens to cover some workloads' sudden jumps that no forecast
+foresees (measured on Alibaba, docs/policy.md): there a higher provisioning quantile is worth
+its pod-hours, elsewhere it is not. Rather than one quantile for every workload, the policy
+runs, beside the real decisions and without touching the cluster,
+
+- the HPA's own calculation (``controller.decide.hpa``) on the observed load, and
+- the planner at every other rung of a short ladder of quantiles (the configured one first),
+
+each with pods that start in the learned startup time (``ShadowPods``). Every day it keeps
+each side's pod-seconds and the observed load its ready pods left uncovered (``Tally``); the
+next day's quantile is the lowest rung that was no worse than the HPA on both over the last
+days (``choose_rung``), or the configured one when none was. Comparing every rung on the same
+days is what makes this stable: a rule that moved the quantile by comparing different hours
+followed the noise of a dozen random jumps a day (docs/policy.md, sixth round).
+
+Everything here is pure: state in, state out. Decisions use the past only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from controller.decide import hpa
+from controller.domain import ControllerState, Observation
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowPods:
+    """Pods of a counterfactual: ``ready`` ones and the ready times of starting ones."""
+
+    ready: int
+    starting: tuple[float, ...] = ()
+
+    @property
+    def replicas(self) -> int:
+        return self.ready + len(self.starting)
+
+    def advance(self, now: float) -> ShadowPods:
+        """Starting pods due by ``now`` become ready."""
+        if not self.starting or min(self.starting) > now:
+            return self
+        still = tuple(t for t in self.starting if t > now)
+        return ShadowPods(self.ready + len(self.starting) - len(still), still)
+
+    def scale(self, desired: int, now: float, *, startup_seconds: float) -> ShadowPods:
+        """Set the count: new pods are ready ``startup_seconds`` later; a scale-in removes the
+        newest starting pods first, then ready ones (as a ReplicaSet and the simulator do)."""
+        current = self.replicas
+        if desired > current:
+            return ShadowPods(self.ready, self.starting + (now + startup_seconds,) * (desired - current))
+        if desired < current:
+            remove = current - desired
+            from_starting = min(remove, len(self.starting))
+            return ShadowPods(self.ready - (remove - from_starting), self.starting[: len(self.starting) - from_starting])
+        return self
+
+    def observation(self, now: float, load: float | None) -> Observation:
+        """What a controller of these pods would observe now."""
+        return Observation(now, load, self.ready, len(self.starting), self.replicas)
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowHpa:
+    """The reference HPA: its pods and its sync history."""
+
+    pods: ShadowPods
+    state: ControllerState = field(default_factory=ControllerState)
+
+
+def step_hpa(shadow: ShadowHpa, load: float | None, now: float, *, startup_seconds: float, params: hpa.HpaParams) -> ShadowHpa:
+    """One HPA sync on ``load`` at ``now``: due pods become ready, then the HPA decides and its pods follow."""
+    pods = shadow.pods.advance(now)
+    result = hpa.plan(pods.observation(now, load), params, shadow.state, now)
+    return ShadowHpa(pods.scale(result.desired_replicas, now, startup_seconds=startup_seconds), result.state)
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """One side's totals over a period, in pod-seconds: pods held, and observed load left uncovered."""
+
+    pod_seconds: float = 0.0
+    uncovered: float = 0.0
+
+    def add(self, *, ready: int, replicas: int, load: float, capacity_per_pod: float, seconds: float) -> Tally:
+        return Tally(
+            self.pod_seconds + replicas * seconds,
+            self.uncovered + max(0.0, load - ready * capacity_per_pod) * seconds,
+        )
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(self.pod_seconds + other.pod_seconds, self.uncovered + other.uncovered)
+
+
+def choose_rung(days: Sequence[tuple[Tally, Sequence[Tally], float]], *, slack: float = 1e-5) -> int:
+    """The lowest rung that was no worse than the HPA on both pod-seconds and uncovered load.
+
+    Args:
+        days: per past day, ``(hpa, rungs, load)``: the HPA's tally, each rung's tally (the
+            configured quantile first, then the higher ones) and the observed load (pod-seconds).
+        slack: uncovered load up to this share of the observed load counts as no worse (a
+            15-s shortfall at the end of a ramp is noise, not a difference of policy).
+
+    Returns:
+        The rung's index; 0 (the configured quantile) when no rung qualifies or there are no days.
+    """
+    if not days:
+        return 0
+    n = min(len(rungs) for _, rungs, _ in days)
+    hpa_total = sum((h for h, _, _ in days), Tally())
+    load = sum(load for _, _, load in days)
+    for i in range(n):
+        total = sum((rungs[i] for _, rungs, _ in days), Tally())
+        if total.pod_seconds <= hpa_total.pod_seconds and total.uncovered <= hpa_total.uncovered + slack * load:
+            return i
+    return 0
+
+
+def finite(load: float | None) -> bool:
+    return load is not None and math.isfinite(load)
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceParams:
+    """How the counterfactuals run and how the quantile follows them.
+
+    Attributes:
+        hpa: the reference HPA's spec (the benchmark's: target 0.7, tolerance 0.1, 300 s window).
+        quantiles: the ladder, ascending, the configured quantile first.
+        days: how many past days ``choose_rung`` looks at.
+        period_seconds: length of one "day" (the rung is chosen once per period).
+    """
+
+    hpa: hpa.HpaParams = field(default_factory=hpa.HpaParams)
+    quantiles: tuple[float, ...] = (0.85, 0.95, 0.975)
+    days: int = 3
+    period_seconds: float = 86400.0
+
+    def __post_init__(self) -> None:
+        q = self.quantiles
+        if not q or any(not 0 < x < 1 for x in q) or any(b <= a for a, b in zip(q, q[1:])):
+            raise ValueError(f"quantiles must be ascending and in (0, 1), got {q}")
+        if self.days < 1 or self.period_seconds <= 0:
+            raise ValueError(f"days must be >= 1 and period_seconds > 0, got {self.days}, {self.period_seconds}")
