@@ -91,3 +91,39 @@ def test_the_simulator_and_the_live_loop_build_the_same_policy_from_one_set_of_s
     assert type(sim_model) is type(live_model)
     # lead (2 x 200 + 30 + 2 x 15 + 15) / 15 steps, and one more
     assert sim_model.max_horizon_steps == live_model.max_horizon_steps == 33
+
+
+def sudden_jumps(days=4, seed=1) -> np.ndarray:
+    """A flat, slightly noisy load that jumps by 25% for five minutes, twenty times a day at random times.
+
+    No forecast sees such a jump coming; the HPA's fixed headroom (1/0.7) covers it.
+    """
+    rng = np.random.default_rng(seed)
+    minutes = days * 1440 + 1
+    per_minute = 20 + rng.normal(0, 0.4, minutes)
+    for start in rng.choice(minutes - 5, size=20 * days, replace=False):
+        per_minute[start : start + 5] *= 1.25
+    ticks = np.arange(days * 5760 + 1) / 4.0
+    return np.interp(ticks, np.arange(minutes), per_minute)
+
+
+def test_where_the_hpas_headroom_serves_sudden_jumps_better_the_policy_raises_its_quantile():
+    from controller.settings import ControllerSettings
+
+    sc = make_scenario(sudden_jumps())
+    hpa = engine.run(sc, "hpa", engine.SimConfig())
+    fixed, fixed_policy = run_with_policy(sc, engine.SimConfig(settings=ControllerSettings(forecast={"raise_quantile_to": []})))
+    laddered, policy = run_with_policy(sc, engine.SimConfig(settings=ControllerSettings()))
+
+    assert {q for _, q in fixed_policy.quantile_history} <= {0.85}
+    chosen = [q for _, q in policy.quantile_history]
+    assert len(chosen) == 4  # one choice at the end of each day (the last one at the last tick)
+    assert chosen[0] > 0.85 and policy.quantile == chosen[-1] > 0.85
+    assert laddered.score.unserved_pct < 0.75 * fixed.score.unserved_pct
+    assert fixed.score.pod_hours < laddered.score.pod_hours < hpa.score.pod_hours
+
+
+def test_on_a_predictable_cycle_the_configured_quantile_is_kept():
+    sc = make_scenario(daily_cycle(days=4))
+    _, policy = run_with_policy(sc, engine.SimConfig())
+    assert [q for _, q in policy.quantile_history] == [0.85] * 4

@@ -715,3 +715,22 @@ def test_a_configmap_manifest_without_config_yaml_is_a_problem():
         settings.ControllerSettings.from_yaml(text)
 
     assert [(p.path, p.line) for p in caught.value.problems] == [("data.config.yaml", 3)]
+
+
+@pytest.mark.parametrize("ladder", ["[0.8]", "[0.95, 0.9]", "[0.85]", "[0.95, 1.0]"])
+def test_a_quantile_ladder_not_ascending_above_the_quantile_is_reported_at_forecast(ladder):
+    problems = problems_of(f"forecast:\n  quantile: 0.85\n  raise_quantile_to: {ladder}\n")
+
+    assert [p.path for p in problems] == ["forecast"]
+    assert "raise_quantile_to must be ascending quantiles in (0, 1) above quantile 0.85" in problems[0].message
+
+
+def test_an_empty_quantile_ladder_turns_the_hpa_reference_off():
+    from controller import policies
+
+    s = load("forecast:\n  raise_quantile_to: []\n")
+    workload = settings.WorkloadSettings(namespace="a", name="b")
+    assert policies.reference_params(s, workload) is None
+    reference = policies.reference_params(load(""), workload)
+    assert reference.quantiles == (0.85, 0.95, 0.975) and reference.days == 3
+    assert reference.hpa.target_utilization_ratio == 0.7 and reference.hpa.max_replicas == 100

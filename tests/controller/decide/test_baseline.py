@@ -1,0 +1,93 @@
+"""The counterfactuals of ``controller.decide.baseline``: shadow pods, the reference HPA, and the rung choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from controller.decide import baseline, hpa
+from controller.decide.baseline import ReferenceParams, ShadowHpa, ShadowPods, Tally, choose_rung, step_hpa
+from controller.sim import engine
+from controller.sim.scenario import Scenario
+
+
+def test_new_pods_become_ready_a_startup_later_and_not_before():
+    pods = ShadowPods(2).scale(5, 100.0, startup_seconds=60.0)
+    assert (pods.ready, len(pods.starting), pods.replicas) == (2, 3, 5)
+    assert pods.advance(159.0) == pods
+    assert pods.advance(160.0) == ShadowPods(5)
+
+
+def test_a_scale_in_removes_the_newest_starting_pods_first_then_ready_ones():
+    pods = ShadowPods(3, (50.0, 80.0))
+    assert pods.scale(4, 0.0, startup_seconds=60.0) == ShadowPods(3, (50.0,))
+    assert pods.scale(2, 0.0, startup_seconds=60.0) == ShadowPods(2, ())
+    assert pods.scale(5, 0.0, startup_seconds=60.0) is pods
+
+
+def test_the_reference_hpa_is_the_simulators_hpa_tick_for_tick():
+    rng = np.random.default_rng(3)
+    minutes = np.arange(24 * 60 + 1)
+    per_minute = np.clip(20 + 12 * np.sin(2 * np.pi * minutes / 720) + rng.normal(0, 3, minutes.size), 1, None)
+    per_minute[600:640] *= 1.8  # a burst
+    demand = np.interp(np.arange(len(minutes) * 4 - 3) / 4.0, minutes, per_minute)
+    sc = Scenario(name="synthetic", times=15.0 * np.arange(len(demand)), demand=demand)
+    run = engine.run(sc, "hpa", engine.SimConfig(startup_seconds=120))
+
+    shadow = ShadowHpa(ShadowPods(sc.initial_pods(min_replicas=1)))
+    replicas = []
+    params = hpa.HpaParams()
+    for t, load in zip(sc.times, sc.observed()):
+        shadow = step_hpa(shadow, float(load), float(t), startup_seconds=120.0, params=params)
+        replicas.append(shadow.pods.replicas)
+
+    assert np.array_equal(np.asarray(replicas), run.ready + run.starting)
+    assert max(replicas) > 2 * min(replicas)  # it did scale both ways
+
+
+def tally(pods: float, uncovered: float) -> Tally:
+    return Tally(pod_seconds=pods, uncovered=uncovered)
+
+
+def test_the_lowest_rung_no_worse_than_the_hpa_on_both_axes_is_chosen():
+    day = (tally(100, 10), [tally(80, 30), tally(90, 8), tally(120, 0)], 1e6)
+    assert choose_rung([day]) == 1
+    # the configured quantile first: when it is no worse, it is kept
+    assert choose_rung([(tally(100, 10), [tally(80, 5), tally(90, 1)], 1e6)]) == 0
+
+
+def test_when_no_rung_is_no_worse_the_configured_quantile_is_kept():
+    day = (tally(100, 10), [tally(80, 30), tally(110, 5)], 1e6)
+    assert choose_rung([day]) == 0
+    assert choose_rung([]) == 0
+
+
+def test_the_choice_is_on_the_totals_of_the_days_not_on_each_day():
+    bad_day = (tally(100, 10), [tally(95, 20), tally(99, 12)], 1e6)
+    good_day = (tally(100, 10), [tally(95, 12), tally(99, 0)], 1e6)
+    assert choose_rung([bad_day], slack=0.0) == 0  # no rung qualifies on this day alone
+    # over both days rung 1 has 198 pod-s and 12 uncovered against the HPA's 200 and 20; rung 0 has 32
+    assert choose_rung([bad_day, good_day], slack=0.0) == 1
+
+
+def test_an_uncovered_amount_within_the_slack_counts_as_no_worse():
+    day = (tally(100, 0), [tally(90, 5), tally(95, 20)], 1e6)
+    assert choose_rung([day], slack=1e-5) == 0  # 5 <= 0 + 1e-5 * 1e6 = 10
+    assert choose_rung([day], slack=0.0) == 0  # no rung qualifies: the configured one is kept
+    assert choose_rung([(tally(100, 0), [tally(90, 15), tally(95, 5)], 1e6)], slack=1e-5) == 1
+
+
+def test_tally_counts_pods_and_the_observed_load_the_ready_pods_leave_uncovered():
+    t = Tally().add(ready=3, replicas=5, load=4.5, capacity_per_pod=1.0, seconds=15.0)
+    t = t.add(ready=5, replicas=5, load=4.0, capacity_per_pod=1.0, seconds=15.0)
+    assert t == Tally(pod_seconds=150.0, uncovered=22.5)
+
+
+@pytest.mark.parametrize("quantiles", [(), (0.9, 0.85), (0.85, 1.0), (0.85, 0.85)])
+def test_the_ladder_must_be_ascending_quantiles(quantiles):
+    with pytest.raises(ValueError, match="ascending"):
+        ReferenceParams(quantiles=quantiles)
+
+
+def test_finite_is_false_for_missing_and_nan_load():
+    assert not baseline.finite(None) and not baseline.finite(float("nan")) and baseline.finite(0.0)
