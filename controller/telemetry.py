@@ -170,6 +170,12 @@ class Telemetry:
             "startup_estimate_seconds", "Current estimate of a new pod's time from creation to Ready.",
             ["workload"], namespace=ns, registry=r,
         )
+        self.provisioning_quantile = Gauge(
+            "provisioning_quantile",
+            "Forecast quantile the planner provisions for: forecast.quantile, or the higher one of "
+            "forecast.raise_quantile_to chosen against the HPA's calculation run beside it.",
+            ["workload"], namespace=ns, registry=r,
+        )
         self.interval_coverage = Gauge(
             "forecast_interval_coverage_ratio",
             "Share of recent outcomes that fell inside the forecast's central interval (0-1).",
@@ -292,6 +298,7 @@ class Telemetry:
         coverage: float | None = None,
         load: float | None = None,
         forecast_error: float | None = None,
+        provisioning_quantile: float | None = None,
     ) -> None:
         """Count one decision and set every per-decision gauge of ``workload`` from it.
 
@@ -309,6 +316,7 @@ class Telemetry:
             load: The load observed at this tick (load units); unchanged when ``None``.
             forecast_error: The relative error of the median forecast that came due this tick
                 (``forecast_error_ratio``); unchanged when ``None``.
+            provisioning_quantile: The forecast quantile the planner provisions for; unchanged when ``None``.
         """
         self._ensure_workload(workload)
         self._labels(workload, self.decisions, workload, decision.kind, str(decision.reason)).inc()
@@ -343,6 +351,8 @@ class Telemetry:
             self.lead_time.labels(workload).set(lead_seconds)
         if startup_seconds is not None:
             self.startup_estimate.labels(workload).set(startup_seconds)
+        if provisioning_quantile is not None:
+            self._labels(workload, self.provisioning_quantile, workload).set(provisioning_quantile)
         if load is not None and math.isfinite(load):
             self.observed_load.labels(workload).set(load)
 

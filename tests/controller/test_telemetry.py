@@ -57,7 +57,8 @@ def value(registry, name, **labels):
 
 def test_record_decision_sets_every_per_decision_gauge_and_counts_it(tel, registry):
     tel.record_decision(
-        W, make_decision(), forecast={0.5: 4.2, 0.9: 6.1}, lead_seconds=75.0, startup_seconds=45.0, coverage=0.8, load=3.9
+        W, make_decision(), forecast={0.5: 4.2, 0.9: 6.1}, lead_seconds=75.0, startup_seconds=45.0, coverage=0.8, load=3.9,
+        provisioning_quantile=0.975,
     )
 
     assert value(registry, "scaleahead_decisions_total", workload=W, kind="scale", reason="ForecastAboveFloor") == 1
@@ -70,6 +71,7 @@ def test_record_decision_sets_every_per_decision_gauge_and_counts_it(tel, regist
     assert value(registry, "scaleahead_lead_time_seconds", workload=W) == 75
     assert value(registry, "scaleahead_startup_estimate_seconds", workload=W) == 45
     assert value(registry, "scaleahead_forecast_interval_coverage_ratio", workload=W) == 0.8
+    assert value(registry, "scaleahead_provisioning_quantile", workload=W) == 0.975
 
     tel.record_decision(W, make_decision(kind="no-op", from_value=7, reason=Reason.DesiredWithinRange))
     tel.record_decision(W, make_decision())
@@ -198,7 +200,8 @@ def test_quantile_labels_are_the_shortest_decimal():
 
 def record_one_of_everything(tel: telemetry.Telemetry) -> None:
     tel.register_workload(W, mode="active")
-    tel.record_decision(W, make_decision(), forecast={0.9: 6.0}, lead_seconds=60.0, startup_seconds=40.0, load=5.0)
+    tel.record_decision(W, make_decision(), forecast={0.9: 6.0}, lead_seconds=60.0, startup_seconds=40.0, load=5.0,
+                        provisioning_quantile=0.85)
     tel.set_conflict(W, False)
     tel.record_tick(0.2, 0.01)
     tel.record_model_refit(1.2)
