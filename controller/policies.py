@@ -309,11 +309,12 @@ class PredictivePolicy:
 
     @property
     def forecast_band(self) -> dict[str, np.ndarray] | None:
-        """Per tick: the interval and the median forecast for ``now + lead`` (NaN before the first fit), and the lead."""
+        """Per tick: the interval and the median forecast for ``now + lead`` (NaN before the first fit), the
+        lead, and the provisioning quantile."""
         if not self.record_forecast or not self._band:
             return None
         arr = np.asarray(self._band, dtype=float)
-        return {"lower": arr[:, 0], "mean": arr[:, 1], "upper": arr[:, 2], "lead_seconds": arr[:, 3]}
+        return {"lower": arr[:, 0], "mean": arr[:, 1], "upper": arr[:, 2], "lead_seconds": arr[:, 3], "quantile": arr[:, 4]}
 
     async def reconcile(self, target: WorkloadRef) -> Decision:
         ports = self._ports
@@ -336,7 +337,7 @@ class PredictivePolicy:
         self.state = result.state
         decision = result.decisions[0]
         if self.record_forecast:
-            self._band.append((*self._band_at(now + timing.lead_seconds), timing.lead_seconds))
+            self._band.append((*self._band_at(now + timing.lead_seconds), timing.lead_seconds, params.quantile))
         return await act(ports, target, decision)
 
     @property

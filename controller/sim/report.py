@@ -678,6 +678,12 @@ def _panel_title(score: sim_results.Score, forecast: Mapping[str, np.ndarray] | 
         # The horizon the policy looked ahead (learned startup + metrics lag + one tick).
         finite = np.asarray(lead, dtype=float)[np.isfinite(lead)]
         text += f" · lead time {np.median(finite):.0f} s (last {finite[-1]:.0f} s)"
+    quantile = None if forecast is None else forecast.get("quantile")
+    if quantile is not None and np.isfinite(quantile).any():
+        # The provisioning quantile: the configured one, or a higher rung chosen against the HPA.
+        used = np.asarray(quantile, dtype=float)[np.isfinite(quantile)]
+        low, high = float(used.min()), float(used.max())
+        text += f" · quantile {low:g}" if low == high else f" · quantile {low:g}–{high:g} (last {used[-1]:g})"
     return _mpl_text(text)
 
 

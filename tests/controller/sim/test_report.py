@@ -457,3 +457,15 @@ def test_values_that_read_the_same_are_bolded_alike() -> None:
     rows = score_rows(table)
 
     assert {p for p, row in rows.items() if row["unserved %"].bold} == {"hpa", "predictive"}
+
+
+def test_the_panel_title_names_the_lead_time_and_the_provisioning_quantiles_used() -> None:
+    score = make_result(policy="scaleahead").score
+    n = 8
+    lead = np.full(n, 150.0)
+    same = report._panel_title(score, {"lead_seconds": lead, "quantile": np.full(n, 0.85)})
+    raised = report._panel_title(score, {"lead_seconds": lead, "quantile": np.array([np.nan, 0.85, 0.85, 0.975, 0.975, 0.95, 0.95, 0.95])})
+
+    assert "lead time 150 s" in same and "quantile 0.85" in same and "–" not in same.split("quantile")[1]
+    assert "quantile 0.85–0.975 (last 0.95)" in raised
+    assert "quantile" not in report._panel_title(score, {"lead_seconds": lead})
