@@ -246,7 +246,7 @@ class ForecastSettings(_Settings):
         description="Forecast quantile (0 < q < 1) the replica count is planned for; higher means more headroom.",
     )
     raise_quantile_to: list[float] = Field(
-        default_factory=lambda: [0.95, 0.975],
+        default_factory=lambda: [0.975],
         max_length=4,
         description=(
             "Higher quantiles the planner may use instead of `quantile`, ascending. Beside its real decisions the"

@@ -135,7 +135,7 @@ class ReferenceParams:
     """
 
     hpa: hpa.HpaParams = field(default_factory=hpa.HpaParams)
-    quantiles: tuple[float, ...] = (0.85, 0.95, 0.975)
+    quantiles: tuple[float, ...] = (0.85, 0.975)
     days: int = 3
     period_seconds: float = 86400.0
 

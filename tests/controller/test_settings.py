@@ -732,5 +732,5 @@ def test_an_empty_quantile_ladder_turns_the_hpa_reference_off():
     workload = settings.WorkloadSettings(namespace="a", name="b")
     assert policies.reference_params(s, workload) is None
     reference = policies.reference_params(load(""), workload)
-    assert reference.quantiles == (0.85, 0.95, 0.975) and reference.days == 3
+    assert reference.quantiles == (0.85, 0.975) and reference.days == 3
     assert reference.hpa.target_utilization_ratio == 0.7 and reference.hpa.max_replicas == 100
