@@ -361,15 +361,14 @@ class PredictivePolicy:
         cap = self._params.capacity_per_pod
         hpa_tally, tallies, day_load = self._today
 
-        hpa_pods = self._hpa.pods.advance(now)
-        result = hpa.plan(hpa_pods.observation(now, load), ref.hpa, self._hpa.state, now)
+        hpa_pods = self._hpa.pods.advance(now)  # what the HPA's pods serve this tick, before it decides
         if scored:
             hpa_tally = hpa_tally.add(ready=hpa_pods.ready, replicas=hpa_pods.replicas, load=load, capacity_per_pod=cap, seconds=self._tick)
             tallies[self.rung] = tallies[self.rung].add(
                 ready=obs.ready, replicas=obs.ready + obs.starting, load=load, capacity_per_pod=cap, seconds=self._tick
             )
             day_load += load * self._tick
-        self._hpa = baseline.ShadowHpa(hpa_pods.scale(result.desired_replicas, now, startup_seconds=startup), result.state)
+        self._hpa = baseline.step_hpa(self._hpa, load, now, startup_seconds=startup, params=ref.hpa)
         for i, (pods, state) in self._shadows.items():
             pods = pods.advance(now)
             shadow = planner.plan(pods.observation(now, load), self._forecast, self._rung_params[i], state, now, timing=timing)
