@@ -27,10 +27,10 @@ returned in the ``Plan``.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 
-import numpy as np
 
 from controller.decide import replicas, stabilize
 from controller.domain import (
@@ -170,7 +170,7 @@ def plan(
 
     # 1. Confidence: did recent outcomes fall inside the intervals forecast for them?
     pending, hits = _score_due_checks(state, obs, now, params.gate_window)
-    coverage = sum(hits) / len(hits) if len(hits) >= params.gate_window // 2 else 1.0
+    coverage = hits.count(True) / len(hits) if len(hits) >= params.gate_window // 2 else 1.0
     if forecast is None:
         mode, gate_reason = "reactive", Reason.NoForecast
     elif coverage < params.reactive_below_coverage:
@@ -196,8 +196,8 @@ def plan(
         # pods that exist, and of the scale-in guard below).
         end = forecast.index_at(now + timing.lead_seconds)
         arrive = min(forecast.index_at(now + timing.startup_seconds), end)
-        forecast_replicas = _pods(float(np.max(path[arrive : end + 1])), per_pod)
-        median_replicas = _pods(float(np.max(forecast.quantile(0.5)[arrive : end + 1])), per_pod)
+        forecast_replicas = _pods(float(path[arrive : end + 1].max()), per_pod)
+        median_replicas = _pods(float(forecast.quantile(0.5)[arrive : end + 1].max()), per_pod)
 
     # 3. The reactive floor: the HPA calculation on the load seen now.
     floor_target = params.fallback_utilization_ratio if mode == "reactive" else params.target_utilization_ratio
@@ -220,7 +220,7 @@ def plan(
     behavior = params.behavior
     if params.scale_down_window_from_lead:
         window = max(params.min_lead_window_seconds, _ceil(timing.lead_seconds))
-        behavior = replace(behavior, scale_down=replace(behavior.scale_down, stabilization_window_seconds=window))
+        behavior = _with_scale_down_window(behavior, window)
     stabilized, stab_reason, recs = stabilize.stabilize_with_behavior(
         recommendations=state.recommendations,
         desired_replicas=raw,
@@ -267,7 +267,7 @@ def plan(
     if limited < current and path is not None:
         # Every pod removed now could only be replaced after a full startup: keep the
         # peak need from now to the end of the lead interval, as the oracle does.
-        need = _pods(float(np.max(path[forecast.index_at(now) : end + 1])), per_pod)
+        need = _pods(float(path[forecast.index_at(now) : end + 1].max()), per_pod)
         if need > limited:
             guarded, guard_reason = min(need, current), Reason.ScaleInGuard
 
@@ -311,6 +311,12 @@ def plan(
     kind = "scale" if desired != current else "no-op"
     message = f"{mode} mode, q={q:g}, lead {timing.lead_seconds:.0f} s, coverage {coverage:.0%}"
     return Plan((Decision(kind, target, current, desired, reason, message, stages),), new_state)
+
+
+@functools.lru_cache(maxsize=64)
+def _with_scale_down_window(behavior: Behavior, window: int) -> Behavior:
+    """``behavior`` with its scale-down window set (cached: it is asked for at every tick)."""
+    return replace(behavior, scale_down=replace(behavior.scale_down, stabilization_window_seconds=window))
 
 
 def _ceil(x: float) -> int:
