@@ -68,8 +68,12 @@ PolicyBuilder = Callable[[PolicyPorts, Scenario, SimConfig], Policy]
 def _build_hpa(ports: PolicyPorts, scenario: Scenario, config: SimConfig) -> Policy:
     # BENCHMARK.md section 4: autoscaling/v2 with no behavior field, tolerance 0.1,
     # downscale stabilisation 300 s, min 1, no max.
-    params = hpa.HpaParams(target_utilization_ratio=config.hpa_target, min_replicas=config.min_replicas)
-    return HpaPolicy(ports, params)
+    return HpaPolicy(ports, _benchmark_hpa(config))
+
+
+def _benchmark_hpa(config: SimConfig) -> hpa.HpaParams:
+    """The ``hpa`` baseline's spec: BENCHMARK.md section 4 at the run's target."""
+    return hpa.HpaParams(target_utilization_ratio=config.hpa_target, min_replicas=config.min_replicas)
 
 
 def _build_oracle(ports: PolicyPorts, scenario: Scenario, config: SimConfig) -> Policy:
@@ -88,9 +92,8 @@ def _build_scaleahead(ports: PolicyPorts, scenario: Scenario, config: SimConfig)
     if config.settings is None:
         params = dataclasses.replace(params, min_replicas=config.min_replicas, max_replicas=hpa.UNBOUNDED_REPLICAS)
         if kwargs["reference"] is not None:
-            # The counterfactual HPA is the benchmark's hpa (section 4), at the run's target.
-            reference_hpa = hpa.HpaParams(target_utilization_ratio=config.hpa_target, min_replicas=config.min_replicas)
-            kwargs["reference"] = dataclasses.replace(kwargs["reference"], hpa=reference_hpa)
+            # The counterfactual HPA is the benchmark's hpa baseline.
+            kwargs["reference"] = dataclasses.replace(kwargs["reference"], hpa=_benchmark_hpa(config))
     return PredictivePolicy(ports, params, **kwargs, record_forecast=True)
 
 
