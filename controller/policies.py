@@ -352,7 +352,7 @@ class PredictivePolicy:
         now, load = obs.at, obs.load
         startup = timing.startup_seconds
         if self._hpa is None:
-            pods = baseline.ShadowPods(obs.ready, (now + startup,) * obs.starting)
+            pods = baseline.ShadowPods.observed(obs, ready_at=now + startup)
             self._hpa = baseline.ShadowHpa(pods)
             self._shadows = {i: (pods, self.state) for i in range(len(self._rung_params)) if i != self.rung}
             self._today = (baseline.Tally(), [baseline.Tally()] * len(self._rung_params), 0.0)
@@ -386,7 +386,7 @@ class PredictivePolicy:
                 # The real pods continue at the new rung; the old rung goes on as a counterfactual
                 # from where the real ones are (starting pods counted as ready a startup from now).
                 self._shadows.pop(rung)
-                self._shadows[self.rung] = (baseline.ShadowPods(obs.ready, (now + startup,) * obs.starting), self.state)
+                self._shadows[self.rung] = (baseline.ShadowPods.observed(obs, ready_at=now + startup), self.state)
                 self.rung = rung
             self.quantile_history.append((now, self.quantile))
 

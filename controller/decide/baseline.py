@@ -35,6 +35,11 @@ class ShadowPods:
     ready: int
     starting: tuple[float, ...] = ()
 
+    @classmethod
+    def observed(cls, obs: Observation, *, ready_at: float) -> ShadowPods:
+        """The pods an observation shows; its starting ones counted as ready at ``ready_at``."""
+        return cls(obs.ready, (ready_at,) * obs.starting)
+
     @property
     def replicas(self) -> int:
         return self.ready + len(self.starting)

@@ -31,7 +31,6 @@ import functools
 import math
 from dataclasses import dataclass, field, replace
 
-
 from controller.decide import replicas, stabilize
 from controller.domain import (
     Behavior,

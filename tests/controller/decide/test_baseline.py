@@ -91,3 +91,11 @@ def test_the_ladder_must_be_ascending_quantiles(quantiles):
 
 def test_finite_is_false_for_missing_and_nan_load():
     assert not baseline.finite(None) and not baseline.finite(float("nan")) and baseline.finite(0.0)
+
+
+def test_shadow_pods_from_an_observation_count_its_starting_pods_as_ready_later():
+    from controller.domain import Observation
+
+    pods = ShadowPods.observed(Observation(100.0, 5.0, 3, 2, 5), ready_at=220.0)
+    assert pods == ShadowPods(3, (220.0, 220.0))
+    assert pods.advance(220.0) == ShadowPods(5)
