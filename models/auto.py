@@ -150,29 +150,30 @@ class AutoSelect:
         steps = np.minimum(np.arange(horizon_steps), self.max_horizon_steps - 1)
         chosen = [self.choice_[i] for i in steps]
         pointed = [self.point_choice_[i] for i in steps]
-        forecasts = {
-            name: self.models_[name].predict(horizon_steps, levels) for name in dict.fromkeys(chosen + pointed)
-        }
-        first = forecasts[chosen[0]]
-        order = list(forecasts)
-        pick = np.array([order.index(name) for name in chosen])
-        point_pick = np.array([order.index(name) for name in pointed])
+        parts = {name: _predict_parts(self.models_[name], horizon_steps, levels) for name in dict.fromkeys(chosen + pointed)}
+        first = parts[chosen[0]]
+        order = list(parts)
         cols = np.arange(horizon_steps)
-        means = np.vstack([f.mean for f in forecasts.values()])
-        values = np.vstack(
-            [np.vstack([f.quantiles[q] for f in forecasts.values()])[pick, cols] for q in levels]
-        )
-        reasons = [f.fallback_reason for f in forecasts.values() if f.fallback_reason]
-        if set(forecasts) == {"naive"} and not reasons:
+        if len(order) == 1:
+            mean, values = first["mean"], first["values"]
+        else:
+            pick = np.array([order.index(name) for name in chosen])
+            point_pick = np.array([order.index(name) for name in pointed])
+            mean = np.stack([p["mean"] for p in parts.values()])[point_pick, cols]
+            # Every level of a horizon comes from one candidate, so sorting the levels once, in
+            # make_forecast, gives what sorting each candidate's table first would.
+            values = np.stack([p["values"] for p in parts.values()])[pick, :, cols].T
+        reasons = [p["fallback_reason"] for p in parts.values() if p["fallback_reason"]]
+        if set(parts) == {"naive"} and not reasons:
             reasons = [self.naive_reason_] if self.naive_reason_ else []
         return base.make_forecast(
-            start=first.start,
-            step_seconds=first.step_seconds,
-            mean=means[point_pick, cols],
+            start=first["start"],
+            step_seconds=first["step_seconds"],
+            mean=mean,
             levels=levels,
             values=values,
             fallback_reason="; ".join(reasons) if reasons else None,
-            model=f"auto[{','.join(forecasts)}]",
+            model=f"auto[{','.join(parts)}]",
         )
 
     def recent_scores(self) -> np.ndarray:
@@ -232,3 +233,19 @@ class AutoSelect:
     def _check_fitted(self) -> None:
         if not self.fitted_:
             raise RuntimeError("AutoSelect is not fitted; call fit() first")
+
+
+def _predict_parts(model: base.Forecaster, horizon_steps: int, levels: tuple[float, ...]) -> dict:
+    """``make_forecast``'s keywords for ``model``'s forecast: its own ``predict_parts`` when it has one."""
+    own = getattr(model, "predict_parts", None)
+    if own is not None:
+        return own(horizon_steps, levels)
+    f = model.predict(horizon_steps, levels)
+    return {
+        "start": f.start,
+        "step_seconds": f.step_seconds,
+        "mean": f.mean,
+        "values": np.stack([f.quantiles[q] for q in levels]),
+        "fallback_reason": f.fallback_reason,
+        "model": f.model,
+    }

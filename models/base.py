@@ -152,12 +152,20 @@ def interpolate_levels(grid_levels: np.ndarray, grid_values: np.ndarray, levels:
     Returns:
         Array ``(k, horizon_steps)``.
     """
+    idx, w = interpolation_weights(grid_levels, levels)
+    return (1.0 - w) * grid_values[idx - 1] + w * grid_values[idx]
+
+
+def interpolation_weights(grid_levels: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows and weights ``interpolate_levels`` combines: ``(idx, w)``, the result being
+    ``(1 - w) * grid_values[idx - 1] + w * grid_values[idx]``; a caller that interpolates on the same
+    levels every time can keep them."""
     grid_levels = np.asarray(grid_levels, dtype=float)
     levels = np.asarray(levels, dtype=float)
     idx = np.clip(np.searchsorted(grid_levels, levels), 1, len(grid_levels) - 1)
     lo, hi = grid_levels[idx - 1], grid_levels[idx]
     w = np.clip((levels - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0, 1.0)[:, None]
-    return (1.0 - w) * grid_values[idx - 1] + w * grid_values[idx]
+    return idx, w
 
 
 def make_forecast(

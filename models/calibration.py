@@ -20,20 +20,25 @@ periodically. The naive baseline uses it, as the issue defines naive's intervals
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from models.base import DEFAULT_QUANTILES, interpolate_levels, pinball_loss
+from models.base import DEFAULT_QUANTILES, interpolation_weights, pinball_loss
 
 #: Levels on which the error quantiles are kept; requested levels are interpolated between them.
 GRID: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.975, 0.99)
 _GRID = np.array(GRID)
 _SCORED = np.array([GRID.index(q) for q in DEFAULT_QUANTILES])
 _SCORED_LEVELS = np.array(DEFAULT_QUANTILES)[:, None]
+_SCORED_ROW = _SCORED_LEVELS.T
 # Normal quantiles of the grid, for horizons without enough errors yet.
 _NORMAL = np.array(
     [-2.326, -1.960, -1.645, -1.282, -0.842, -0.524, -0.253, 0.0, 0.253, 0.524, 0.842, 1.282, 1.645, 1.960, 2.326]
 )
 MODES = ("adaptive", "empirical")
+# Interpolation rows and weights from GRID to each tuple of levels asked for (``Calibrator.quantiles``).
+_WEIGHTS: dict[tuple[float, ...], tuple[np.ndarray, np.ndarray]] = {}
 
 
 class Calibrator:
@@ -85,6 +90,8 @@ class Calibrator:
         self.score_ = np.full(hc, np.nan)  # recent mean pinball loss per horizon (raw units)
         self.abs_error_ = np.full(hc, np.nan)  # recent mean absolute error of the point path per horizon
         self.uses_bases_ = False
+        self._lags = np.arange(hc)  # horizon - 1 of each pending origin
+        self.scores_known_ = False  # every horizon's score and absolute error is a finite number
 
     # ------------------------------------------------------------------ set-up from a replay
 
@@ -143,6 +150,7 @@ class Calibrator:
         # The last hc origins are still waiting for some of their targets.
         self.origins_ = rows
         self.first_origin_ = 0
+        self.scores_known_ = False
         if self.uses_bases_:
             self.pending_bases_ = np.zeros((hc, hc, _GRID.size))
         for j in range(max(0, rows - hc), rows):
@@ -155,6 +163,7 @@ class Calibrator:
         """Start tracking with no replayed errors: the default spread is used until errors arrive."""
         self.origins_ = 1
         self.first_origin_ = 0
+        self.scores_known_ = False
         self.uses_bases_ = base is not None
         self.pending_paths_[0] = path
         self.pending_scales_[0] = scale
@@ -178,33 +187,47 @@ class Calibrator:
         hc = self.horizon_steps
         # Origin o predicts points o, o + 1, ... at h = 1, 2, ...; the new value is point origins_ - 1.
         target = self.origins_ - 1
-        if np.isfinite(value):
-            hs = np.arange(1, hc + 1)
-            origins = target - hs + 1
-            valid = origins >= self.first_origin_
+        if math.isfinite(value):
+            origins = target - self._lags
             slots = origins % hc
-            preds = self.pending_paths_[slots, hs - 1]
+            preds = self.pending_paths_[slots, self._lags]
             scales = self.pending_scales_[slots]
+            # Once every horizon has a pending origin (all but the first hc - 1 observations), the
+            # masks below select everything; skipping them gives the same numbers.
+            warm = target - hc + 1 >= self.first_origin_
+            valid = None if warm else origins >= self.first_origin_
             if self.uses_bases_:
-                levels = self.pending_bases_[slots, hs - 1, :]
+                levels = self.pending_bases_[slots, self._lags, :]
+                z = (value - levels) / scales[:, None]
             else:
-                levels = preds[:, None]
-            z = np.where(valid[:, None], (value - levels) / scales[:, None], np.nan)
+                z = ((value - preds) / scales)[:, None]
+            if valid is not None:
+                z = np.where(valid[:, None], z, np.nan)
             self._learn(z)
             quant = (levels + scales[:, None] * self.table_)[:, _SCORED] if self.uses_bases_ else (
                 preds[:, None] + scales[:, None] * self.table_[:, _SCORED]
             )
-            loss = pinball_loss(value, quant, _SCORED_LEVELS.T).mean(axis=1)
-            rate = 1.0 / self.window
-            self.score_ = np.where(
-                valid, np.where(np.isnan(self.score_), loss, (1 - rate) * self.score_ + rate * loss), self.score_
-            )
+            diff = value - quant  # the pinball loss of models.base, averaged over the scored levels
+            loss = np.add.reduce(np.maximum(_SCORED_ROW * diff, (_SCORED_ROW - 1.0) * diff), axis=1) / _SCORED.size
             abs_err = np.abs(value - preds)
-            self.abs_error_ = np.where(
-                valid,
-                np.where(np.isnan(self.abs_error_), abs_err, (1 - rate) * self.abs_error_ + rate * abs_err),
-                self.abs_error_,
-            )
+            rate = 1.0 / self.window
+            if warm and self.scores_known_:
+                self.score_ = (1 - rate) * self.score_ + rate * loss
+                self.abs_error_ = (1 - rate) * self.abs_error_ + rate * abs_err
+                # A non-finite loss would make the next update restart from it: back to the general path.
+                self.scores_known_ = math.isfinite(np.add.reduce(self.score_) + np.add.reduce(self.abs_error_))
+            else:
+                if valid is None:
+                    valid = np.ones(hc, dtype=bool)
+                self.score_ = np.where(
+                    valid, np.where(np.isnan(self.score_), loss, (1 - rate) * self.score_ + rate * loss), self.score_
+                )
+                self.abs_error_ = np.where(
+                    valid,
+                    np.where(np.isnan(self.abs_error_), abs_err, (1 - rate) * self.abs_error_ + rate * abs_err),
+                    self.abs_error_,
+                )
+                self.scores_known_ = bool(warm and np.isfinite(self.score_).all() and np.isfinite(self.abs_error_).all())
         slot = self.origins_ % hc
         self.pending_paths_[slot] = path
         self.pending_scales_[slot] = scale
@@ -249,7 +272,13 @@ class Calibrator:
         """
         table = self.table(start.shape[0])
         grid = (start[None, :] if start.ndim == 1 else start.T) + scale * table.T
-        return interpolate_levels(_GRID, np.sort(grid, axis=0), np.array(levels))
+        grid.sort(axis=0)
+        key = tuple(levels)
+        weights = _WEIGHTS.get(key)
+        if weights is None:
+            weights = _WEIGHTS[key] = interpolation_weights(_GRID, np.array(key))
+        idx, w = weights
+        return (1.0 - w) * grid[idx - 1] + w * grid[idx]
 
     # ------------------------------------------------------------------ helpers
 
