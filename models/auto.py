@@ -147,18 +147,12 @@ class AutoSelect:
         self._check_fitted()
         horizon_steps = base.check_horizon(horizon_steps)
         levels = base.check_levels(quantiles)
-        steps = np.minimum(np.arange(horizon_steps), self.max_horizon_steps - 1)
-        chosen = [self.choice_[i] for i in steps]
-        pointed = [self.point_choice_[i] for i in steps]
-        parts = {name: _predict_parts(self.models_[name], horizon_steps, levels) for name in dict.fromkeys(chosen + pointed)}
-        first = parts[chosen[0]]
-        order = list(parts)
-        cols = np.arange(horizon_steps)
+        order, pick, point_pick, cols = self._assembly(horizon_steps)
+        parts = {name: _predict_parts(self.models_[name], horizon_steps, levels) for name in order}
+        first = parts[order[pick[0]]]
         if len(order) == 1:
             mean, values = first["mean"], first["values"]
         else:
-            pick = np.array([order.index(name) for name in chosen])
-            point_pick = np.array([order.index(name) for name in pointed])
             mean = np.stack([p["mean"] for p in parts.values()])[point_pick, cols]
             # Every level of a horizon comes from one candidate, so sorting the levels once, in
             # make_forecast, gives what sorting each candidate's table first would.
@@ -175,6 +169,21 @@ class AutoSelect:
             fallback_reason="; ".join(reasons) if reasons else None,
             model=f"auto[{','.join(parts)}]",
         )
+
+    def _assembly(self, horizon_steps: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """Which candidates a forecast of ``horizon_steps`` reads, in order, and per horizon the
+        index of the one giving the quantiles and of the one giving the point path (kept until
+        the next selection: the controller predicts at every step)."""
+        cached = self.assembly_.get(horizon_steps)
+        if cached is None:
+            steps = np.minimum(np.arange(horizon_steps), self.max_horizon_steps - 1)
+            chosen = [self.choice_[i] for i in steps]
+            pointed = [self.point_choice_[i] for i in steps]
+            order = list(dict.fromkeys(chosen + pointed))
+            pick = np.array([order.index(name) for name in chosen])
+            point_pick = np.array([order.index(name) for name in pointed])
+            cached = self.assembly_[horizon_steps] = (order, pick, point_pick, np.arange(horizon_steps))
+        return cached
 
     def recent_scores(self) -> np.ndarray:
         """Recent pinball loss of the chosen candidate per horizon."""
@@ -197,6 +206,7 @@ class AutoSelect:
     def _select(self) -> None:
         """Choose, per horizon, the candidates with the lowest recent scores, keeping naive unless beaten."""
         self.since_select_ = 0
+        self.assembly_: dict[int, tuple[list[str], np.ndarray, np.ndarray, np.ndarray]] = {}
         self.choice_ = self._best(lambda model: model.recent_scores())
         if self.point_score == "abs_error":
             self.point_choice_ = self._best(lambda model: model.recent_abs_errors())

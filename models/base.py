@@ -91,10 +91,10 @@ class Forecast:
             level: Quantile level in (0, 1). Outside the stored range the nearest stored level is used.
 
         Returns:
-            Array of shape ``(horizon_steps,)``.
+            Array of shape ``(horizon_steps,)``; read-only when ``level`` is one of the stored levels.
         """
         if level in self.quantiles:
-            return np.array(self.quantiles[level])
+            return self.quantiles[level]  # read-only, so it can be shared
         levels = np.array(self._levels)
         if levels.size == 0:
             return np.array(self.mean)

@@ -92,9 +92,10 @@ def _refine(x: np.ndarray, period: int) -> int:
     if total <= 0.0:
         return period
     for cand in range(max(2, period - spread), min(period + spread, n // 2) + 1):
-        phase = np.arange(n) % cand
+        phase = np.resize(np.arange(cand), n)  # np.arange(n) % cand, without the slow modulo
         sums = np.bincount(phase, weights=x, minlength=cand)
-        counts = np.bincount(phase, minlength=cand)
+        counts = np.full(cand, n // cand)
+        counts[: n % cand] += 1
         # variance of the per-phase means, penalised for the number of phases (more bins fit more noise)
         explained = float(np.sum(sums * sums / counts)) - cand * total / n
         if explained > best_score:
