@@ -27,7 +27,8 @@ What the loop adds around the policy, and why:
   line are written when the conflict is first seen; it is checked again every
   ``conflict_recheck_seconds``.
 * **State annotation.** After a decision that changed what a restart needs (the set of
-  recommended counts in the window, the scale events, the startup samples), the state
+  recommended counts in the window, the scale events, the startup samples, the daily
+  choice of quantile and the counterfactual days it was made on), the state
   is written to ``scaleahead.io/state`` (``controller.statecodec``); on start it is read
   back. Because the annotation is not rewritten while the same count keeps being
   recommended, the restored window also gets the current count at the restart time,
@@ -873,6 +874,10 @@ class Controller:
             if old_policy is not None and managed.policy is not None:
                 # new tuning, same memory: keep the planner state and the startup estimate
                 managed.policy.state = old_policy.state
+                if isinstance(old_policy, PredictivePolicy) and isinstance(managed.policy, PredictivePolicy):
+                    memory = old_policy.reference_memory()
+                    if memory is not None:
+                        managed.policy.restore_reference(memory)  # only when the ladder is unchanged
                 if hasattr(old_policy, "startup") and hasattr(managed.policy, "startup"):
                     managed.policy.startup = dataclasses.replace(  # type: ignore[attr-defined]
                         managed.policy.startup, samples=old_policy.startup.samples  # type: ignore[attr-defined]
@@ -945,6 +950,14 @@ class Controller:
             log.info("%s: planner state restored from its annotation", m.label, extra={"workload": m.label})
         assert m.policy is not None
         m.policy.state = state
+        if decoded.reference is not None and isinstance(m.policy, PredictivePolicy):
+            problem = m.policy.restore_reference(decoded.reference)
+            if problem is None:
+                log.info("%s: the choice of quantile restored from its annotation (q=%g)", m.label, m.policy.quantile,
+                         extra={"workload": m.label})  # fmt: skip
+            else:
+                log.info("%s: the stored choice of quantile does not apply (%s); it starts over", m.label, problem,
+                         extra={"workload": m.label})  # fmt: skip
         if decoded.startup_samples and hasattr(m.policy, "startup"):
             est = m.policy.startup  # type: ignore[attr-defined]
             m.policy.startup = dataclasses.replace(est, samples=decoded.startup_samples)  # type: ignore[attr-defined]
@@ -1034,11 +1047,13 @@ class Controller:
         if state is None:
             return None
         samples = getattr(getattr(policy, "startup", None), "samples", ())
+        memory = policy.reference_memory() if isinstance(policy, PredictivePolicy) else None
         return (
             frozenset(r.replicas for r in state.recommendations),
             state.scale_up_events,
             state.scale_down_events,
             len(samples),
+            None if memory is None else (memory.rung, len(memory.days), memory.period_end),
         )
 
     async def _persist_state(self, m: _Managed, now: float) -> None:
@@ -1048,9 +1063,10 @@ class Controller:
         policy = m.policy
         assert policy is not None
         samples = getattr(getattr(policy, "startup", None), "samples", ())
+        memory = policy.reference_memory() if isinstance(policy, PredictivePolicy) else None
         text = statecodec.encode(
             policy.state, now=now, keep_seconds=m.keep_seconds, event_keep_seconds=m.event_keep_seconds,
-            startup_samples=samples, include_written_at=True,
+            startup_samples=samples, reference=memory, include_written_at=True,
         )  # fmt: skip
         try:
             await self.kube.write_state(m.ref, text)

@@ -292,6 +292,7 @@ class PredictivePolicy:
         self._today: tuple[baseline.Tally, list[baseline.Tally], float] | None = None
         self._days: list[tuple[baseline.Tally, list[baseline.Tally], float]] = []
         self._period_end = float("inf")
+        self._restored_period_end: float | None = None
         #: (time, quantile) at each end of a period: the quantile chosen for the next one.
         self.quantile_history: list[tuple[float, float]] = []
         self.startup = leadtime.StartupEstimate(prior_seconds=startup_prior_seconds, quantile=startup_quantile)
@@ -345,6 +346,31 @@ class PredictivePolicy:
         """The provisioning quantile in use (the configured one, or a higher rung chosen against the HPA)."""
         return self._rung_params[self.rung].quantile
 
+    def reference_memory(self) -> baseline.ReferenceMemory | None:
+        """What the choice of quantile has learnt (for the state annotation); ``None`` before its
+        first tick or without a ladder."""
+        if self._reference is None or not math.isfinite(self._period_end):
+            return None
+        days = tuple((h, tuple(rungs), load) for h, rungs, load in self._days)
+        return baseline.ReferenceMemory(self._reference.quantiles, self.rung, days, self._period_end)
+
+    def restore_reference(self, memory: baseline.ReferenceMemory) -> str | None:
+        """Continue the choice of quantile from ``memory`` (before the first tick).
+
+        Returns:
+            ``None`` when it was restored, else why it was not (the ladder changed, ...); the
+            choice then starts over at the configured quantile, as on a first start.
+        """
+        if self._reference is None:
+            return "this policy has no ladder of quantiles"
+        problem = memory.fits(self._reference.quantiles)
+        if problem is not None:
+            return problem
+        self._days = list(memory.days)[-self._reference.days :]
+        self.rung = memory.rung
+        self._restored_period_end = memory.period_end
+        return None
+
     def _run_counterfactuals(self, obs: Observation, timing: planner.Timing) -> None:
         """Step the reference HPA and the planner at the other rungs on this tick's load, score
         every side, and at the end of a period choose the next period's rung (``decide.baseline``)."""
@@ -356,7 +382,10 @@ class PredictivePolicy:
             self._hpa = baseline.ShadowHpa(pods)
             self._shadows = {i: (pods, self.state) for i in range(len(self._rung_params)) if i != self.rung}
             self._today = (baseline.Tally(), [baseline.Tally()] * len(self._rung_params), 0.0)
-            self._period_end = now + ref.period_seconds
+            restored = self._restored_period_end
+            # A restored period goes on to its end (its first part, before the restart, is not
+            # counted); one that ended while no controller ran starts afresh.
+            self._period_end = restored if restored is not None and restored > now else now + ref.period_seconds
         scored = baseline.finite(load)
         cap = self._params.capacity_per_pod
         hpa_tally, tallies, day_load = self._today

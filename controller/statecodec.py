@@ -21,6 +21,12 @@ Design choices a reader might question:
   another version or a malformed field decodes to a fresh state plus a warning; it
   never raises. A fresh state is always safe: the planner then behaves like a new HPA,
   which never scales in below the current count during its first window.
+* **The choice of quantile is kept too** (``"ref"``: the rung in use, the last days'
+  counterfactual tallies and the end of the current period, ``controller.decide.baseline``),
+  or a restart would provision at the configured quantile for ``reference_days`` days
+  before it could choose again. It changes once a day. A malformed ``"ref"`` is dropped
+  with a warning and the rest of the state kept: without it the choice starts over, as on
+  a first start. The tallies of the day in progress are not kept (they change every tick).
 * **Numbers are rounded** (times to milliseconds, loads to 6 significant digits): the
   annotation is compared before it is written, and noise in the last digit would turn
   every comparison into a write.
@@ -34,6 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from controller.decide.baseline import ReferenceMemory, Tally
 from controller.domain import ControllerState, Recommendation, ScaleEvent
 
 VERSION = 1
@@ -52,12 +59,14 @@ class Decoded:
         startup_samples: ``(seconds, weight)`` samples of the startup estimate, if stored.
         written_at: when the annotation was written (Unix seconds), if stored.
         warning: why the annotation was ignored (in part or whole), or ``None``.
+        reference: what the choice of quantile had learnt, if stored and readable.
     """
 
     state: ControllerState
     startup_samples: tuple[tuple[float, float], ...] = ()
     written_at: float | None = None
     warning: str | None = None
+    reference: ReferenceMemory | None = None
 
 
 def compact_recommendations(recommendations: Iterable[Recommendation]) -> tuple[Recommendation, ...]:
@@ -111,6 +120,44 @@ def _v(x: float) -> float:
     return float(f"{x:.6g}") if math.isfinite(x) else 0.0
 
 
+def _tally(t: Tally) -> list[float]:
+    # Not rounded: the choice compares sums of these, and they change once a day, not per tick.
+    return [float(t.pod_seconds), float(t.uncovered)]
+
+
+def _encode_reference(memory: ReferenceMemory) -> dict[str, Any]:
+    return {
+        "q": [float(q) for q in memory.quantiles],
+        "rung": int(memory.rung),
+        "end": float(memory.period_end),
+        "days": [[_tally(h), [_tally(r) for r in rungs], float(load)] for h, rungs, load in memory.days],
+    }
+
+
+def _decode_reference(doc: Any) -> ReferenceMemory:
+    """The memory under ``"ref"``; raises ``ValueError``/``TypeError``/``KeyError`` when malformed."""
+    if not isinstance(doc, dict):
+        raise TypeError("not an object")
+
+    def tally(pair: Any) -> Tally:
+        pod_seconds, uncovered = (float(x) for x in pair)
+        if not (math.isfinite(pod_seconds) and math.isfinite(uncovered)) or pod_seconds < 0 or uncovered < 0:
+            raise ValueError(f"tally {pair!r} is not two non-negative numbers")
+        return Tally(pod_seconds, uncovered)
+
+    def load(value: Any) -> float:
+        value = float(value)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"day load {value!r} is not a non-negative number")
+        return value
+
+    days = tuple((tally(h), tuple(tally(r) for r in rungs), load(x)) for h, rungs, x in doc["days"])
+    end = float(doc["end"])
+    if not math.isfinite(end):
+        raise ValueError(f"period end {end!r} is not a time")
+    return ReferenceMemory(tuple(float(q) for q in doc["q"]), int(doc["rung"]), days, end)
+
+
 def encode(
     state: ControllerState,
     *,
@@ -118,6 +165,7 @@ def encode(
     keep_seconds: float,
     event_keep_seconds: float,
     startup_samples: Iterable[tuple[float, float]] = (),
+    reference: ReferenceMemory | None = None,
     max_hits: int = 256,
     max_checks: int = 64,
     include_written_at: bool = False,
@@ -130,6 +178,7 @@ def encode(
         keep_seconds: the longest stabilisation window.
         event_keep_seconds: the longest rate-policy period.
         startup_samples: the startup estimate's ``(seconds, weight)`` samples, to keep the lead time learnt.
+        reference: what the choice of quantile has learnt (``PredictivePolicy.reference_memory``).
         max_hits: interval outcomes kept.
         max_checks: pending checks kept.
         include_written_at: add ``"at": now`` (off by default so equal states encode equally).
@@ -150,8 +199,10 @@ def encode(
     samples = [[_v(sec), round(float(w), 4)] for sec, w in startup_samples]
     if samples:
         doc["startup"] = samples
-    # Drop what matters least first until it fits: checks, outcomes, startup samples.
-    for optional in ("chk", "hits", "startup"):
+    if reference is not None:
+        doc["ref"] = _encode_reference(reference)
+    # Drop what matters least first until it fits: checks, outcomes, the quantile's memory, startup samples.
+    for optional in ("chk", "hits", "ref", "startup"):
         text = json.dumps(doc, separators=(",", ":"))
         if len(text.encode()) <= MAX_BYTES:
             return text
@@ -198,7 +249,13 @@ def decode(text: str | None) -> Decoded:
     numbers = [r.at for r in state.recommendations] + [e.at for e in (*state.scale_up_events, *state.scale_down_events)]
     if not all(math.isfinite(x) for x in numbers) or any(r.replicas < 0 for r in state.recommendations):
         return Decoded(ControllerState(), warning="state annotation holds invalid numbers; starting from a fresh state")
-    return Decoded(state, samples, written_at)
+    reference, warning = None, None
+    if "ref" in doc:
+        try:
+            reference = _decode_reference(doc["ref"])
+        except (TypeError, ValueError, KeyError) as exc:
+            warning = f"state annotation's quantile memory is malformed ({exc!r}); the choice of quantile starts over"
+    return Decoded(state, samples, written_at, warning, reference)
 
 
 def _hit(c: str) -> bool:

@@ -100,6 +100,38 @@ class Tally:
         return Tally(self.pod_seconds + other.pod_seconds, self.uncovered + other.uncovered)
 
 
+Day = tuple[Tally, tuple[Tally, ...], float]
+"""One past day: the HPA's tally, each rung's tally (the configured quantile first) and the observed load."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceMemory:
+    """What the choice of quantile has learnt, for the state annotation: a restarted controller
+    continues from it instead of spending ``days`` days at the configured quantile.
+
+    Attributes:
+        quantiles: the ladder it was learnt on (memory of another ladder does not apply).
+        rung: the rung in use.
+        days: the last completed days (``choose_rung``'s input), oldest first.
+        period_end: when the current period ends (the next choice), in the loop's seconds.
+    """
+
+    quantiles: tuple[float, ...]
+    rung: int
+    days: tuple[Day, ...]
+    period_end: float
+
+    def fits(self, quantiles: Sequence[float]) -> str | None:
+        """Why this memory cannot continue on the ladder ``quantiles``, or ``None`` when it can."""
+        if tuple(self.quantiles) != tuple(quantiles):
+            return f"it was learnt on the quantiles {list(self.quantiles)}, the ladder is now {list(quantiles)}"
+        if not 0 <= self.rung < len(quantiles):
+            return f"its rung {self.rung} is not on a ladder of {len(quantiles)}"
+        if any(len(rungs) != len(quantiles) for _, rungs, _ in self.days):
+            return "a day's tallies do not match the ladder"
+        return None
+
+
 def choose_rung(days: Sequence[tuple[Tally, Sequence[Tally], float]], *, slack: float = 1e-5) -> int:
     """The lowest rung that was no worse than the HPA on both pod-seconds and uncovered load.
 

@@ -230,6 +230,32 @@ async def test_the_state_annotation_keeps_the_cooldown_across_a_restart(world_fa
     assert b.decisions.snapshot()["Deployment/default/drop"][-1]["to"] == 5
 
 
+async def test_a_restart_keeps_the_choice_of_quantile_stored_in_the_state_annotation(world_factory, kube_server, kube_clock, prom, caplog):
+    from controller.decide.baseline import ReferenceMemory, Tally
+
+    day = (Tally(86400.0 * 8, 0.0), (Tally(86400.0 * 7, 50.0), Tally(86400.0 * 7.5, 0.0)), 86400.0 * 5)
+    stored = ReferenceMemory((0.85, 0.975), 1, (day,), T0 + 3600.0)
+    text = statecodec.encode(statecodec.decode(None).state, now=T0, keep_seconds=300, event_keep_seconds=60, reference=stored)
+    deploy(kube_server, kube_clock, "steady", 8, annotations={kube.STATE_ANNOTATION: text})
+    w = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}"))
+    with caplog.at_level(logging.INFO, logger="controller.loop"):
+        await w.ticks(3)
+    assert any("choice of quantile restored" in r.getMessage() for r in caplog.records)
+    assert w.metric("scaleahead_provisioning_quantile", workload="Deployment/default/steady") == 0.975
+    # written back with the rest of the state, and read back the same by the next controller
+    written = statecodec.decode(kube_server.get("deployments", NS, "steady")["metadata"]["annotations"][kube.STATE_ANNOTATION])
+    assert written.reference == stored
+
+    # A ladder that no longer matches the memory starts over at the configured quantile.
+    caplog.clear()
+    other = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}").replace(
+        "forecast:\n", "forecast:\n  raise_quantile_to: [0.99]\n"))
+    with caplog.at_level(logging.INFO, logger="controller.loop"):
+        await other.ticks(2)
+    assert any("does not apply" in r.getMessage() and "0.99" in r.getMessage() for r in caplog.records)
+    assert other.metric("scaleahead_provisioning_quantile", workload="Deployment/default/steady") == 0.85
+
+
 async def test_an_unreadable_state_annotation_is_ignored_with_a_warning(world_factory, kube_server, kube_clock, prom, caplog):
     deploy(kube_server, kube_clock, "steady", 8, annotations={kube.STATE_ANNOTATION: "{garbage"})
     w = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}"))

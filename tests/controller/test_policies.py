@@ -127,3 +127,52 @@ def test_on_a_predictable_cycle_the_configured_quantile_is_kept():
     sc = make_scenario(daily_cycle(days=4))
     _, policy = run_with_policy(sc, engine.SimConfig())
     assert [q for _, q in policy.quantile_history] == [0.85] * 4
+
+
+def test_a_restarted_policy_continues_its_choice_of_quantile_from_the_state_annotation():
+    from controller import statecodec
+    from controller.domain import ControllerState
+    from controller.settings import ControllerSettings
+
+    load = sudden_jumps()
+    half = 2 * 5760
+    before = Scenario(name="before", times=15.0 * np.arange(half + 1), demand=load[: half + 1])
+    after = Scenario(name="after", times=15.0 * np.arange(half, load.size), demand=load[half:])
+    _, first = run_with_policy(before, engine.SimConfig(settings=ControllerSettings()))
+    memory = first.reference_memory()
+    assert memory is not None and len(memory.days) == 2 and memory.quantiles == (0.85, 0.975)
+    assert first.quantile > 0.85 and memory.rung == 1
+    # through the annotation, as the live loop stores and reads it
+    text = statecodec.encode(ControllerState(), now=half * 15.0, keep_seconds=300, event_keep_seconds=60, reference=memory)
+    restored = statecodec.decode(text).reference
+
+    def restart(ports, sc, cfg):
+        policy = engine.BUILDERS["scaleahead"](ports, sc, cfg)
+        assert policy.restore_reference(restored) is None
+        holder["policy"] = policy
+        return policy
+
+    holder = {}
+    resumed = engine.run(after, "scaleahead", engine.SimConfig(settings=ControllerSettings()), builder=restart)
+    fresh, fresh_policy = run_with_policy(after, engine.SimConfig(settings=ControllerSettings()))
+    # the fresh start provisions at 0.85 until its first day ends; the restarted one goes on at 0.975
+    assert fresh.forecast["quantile"][0] == 0.85 and fresh_policy.quantile_history[0][0] == after.times[0] + 86400
+    assert set(resumed.forecast["quantile"][: 5760 - 1]) == {0.975}
+    assert holder["policy"].quantile_history[0][0] == memory.period_end  # the stored period runs to its end
+    assert resumed.score.unserved_pct < fresh.score.unserved_pct
+
+
+def test_memory_of_another_ladder_is_not_used():
+    from controller.decide.baseline import ReferenceMemory, Tally
+    from controller.policies import PolicyPorts
+    from controller.settings import ControllerSettings
+
+    ports = PolicyPorts(clock=None, metrics=None, pods=None, actuator=None)
+    cfg = engine.SimConfig(settings=ControllerSettings(forecast={"raise_quantile_to": [0.95, 0.99]}))
+    policy = engine.BUILDERS["scaleahead"](ports, make_scenario([1.0, 1.0]), cfg)
+    day = (Tally(10.0, 1.0), (Tally(9.0, 2.0), Tally(10.0, 0.5)), 100.0)
+    problem = policy.restore_reference(ReferenceMemory((0.85, 0.975), 1, (day,), 86400.0))
+    assert "0.975" in problem and "0.99" in problem
+    assert policy.quantile == 0.85 and policy.reference_memory() is None
+    assert "rung 3" in policy.restore_reference(ReferenceMemory((0.85, 0.95, 0.99), 3, (), 86400.0))
+    assert policy.quantile == 0.85

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from controller import statecodec
+from controller.decide.baseline import ReferenceMemory, Tally
 from controller.domain import ControllerState, Recommendation, ScaleEvent
 
 NOW = 1_700_000_000.0
@@ -92,3 +93,40 @@ def test_the_written_time_is_optional_and_read_back():
     text = encode(state(), include_written_at=True)
     assert json.loads(text)["at"] == NOW
     assert statecodec.decode(text).written_at == NOW
+
+
+def memory(**overrides) -> ReferenceMemory:
+    base = dict(
+        quantiles=(0.85, 0.975),
+        rung=1,
+        days=((Tally(1_036_800.125, 12.5), (Tally(900_000.0, 40.0), Tally(1_000_000.0, 3.0)), 777_600.5),),
+        period_end=NOW + 3600.25,
+    )
+    return ReferenceMemory(**{**base, **overrides})
+
+
+def test_the_choice_of_quantile_survives_the_round_trip():
+    decoded = statecodec.decode(encode(state(), reference=memory()))
+    assert decoded.warning is None
+    assert decoded.reference == memory()
+    assert decoded.state.scale_down_events == (ScaleEvent(2, NOW - 20),)
+    assert statecodec.decode(encode(state())).reference is None
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        pytest.param('"x"', id="not-an-object"),
+        pytest.param('{"q": [0.85], "rung": 0, "end": 1.0}', id="no-days"),
+        pytest.param('{"q": [0.85], "rung": 0, "end": 1.0, "days": [[[1, -2], [[1, 2]], 3]]}', id="negative-tally"),
+        pytest.param('{"q": [0.85], "rung": 0, "end": "never", "days": []}', id="bad-end"),
+        pytest.param('{"q": [0.85], "rung": 0, "end": 1.0, "days": [[[1, 2, 3], [], 3]]}', id="bad-tally-shape"),
+    ],
+)
+def test_a_malformed_quantile_memory_is_dropped_with_a_warning_and_the_rest_kept(ref):
+    text = json.loads(encode(state()))
+    text["ref"] = json.loads(ref)
+    decoded = statecodec.decode(json.dumps(text))
+    assert decoded.reference is None
+    assert "quantile memory is malformed" in decoded.warning
+    assert decoded.state.scale_down_events == (ScaleEvent(2, NOW - 20),)  # the windows' state is kept
