@@ -28,6 +28,17 @@ from controller.decide import hpa
 from controller.domain import ControllerState, Observation
 
 
+def scale_in_split(remove: int, starting: int) -> tuple[int, int]:
+    """Which pods a scale-in of ``remove`` takes: ``(starting ones, ready ones)``.
+
+    Not-yet-ready pods go first, the newest first, as a ReplicaSet's scale-down does; the
+    simulator's cluster (``controller.sim.cluster``) and the counterfactuals' pods both follow
+    this one rule, so that the counterfactuals are scored on the pods the real ones would be.
+    """
+    from_starting = min(remove, starting)
+    return from_starting, remove - from_starting
+
+
 @dataclass(frozen=True, slots=True)
 class ShadowPods:
     """Pods of a counterfactual: ``ready`` ones and the ready times of starting ones."""
@@ -52,15 +63,14 @@ class ShadowPods:
         return ShadowPods(self.ready + len(self.starting) - len(still), still)
 
     def scale(self, desired: int, now: float, *, startup_seconds: float) -> ShadowPods:
-        """Set the count: new pods are ready ``startup_seconds`` later; a scale-in removes the
-        newest starting pods first, then ready ones (as a ReplicaSet and the simulator do)."""
+        """Set the count: new pods are ready ``startup_seconds`` later; a scale-in follows
+        ``scale_in_split`` (kept in the order they were created, newest last)."""
         current = self.replicas
         if desired > current:
             return ShadowPods(self.ready, self.starting + (now + startup_seconds,) * (desired - current))
         if desired < current:
-            remove = current - desired
-            from_starting = min(remove, len(self.starting))
-            return ShadowPods(self.ready - (remove - from_starting), self.starting[: len(self.starting) - from_starting])
+            from_starting, from_ready = scale_in_split(current - desired, len(self.starting))
+            return ShadowPods(self.ready - from_ready, self.starting[: len(self.starting) - from_starting])
         return self
 
     def observation(self, now: float, load: float | None) -> Observation:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from controller.decide.baseline import scale_in_split
 from controller.domain import Reason, Sample, WorkloadRef
 from controller.sim.scenario import TICK_SECONDS
 
@@ -91,13 +92,13 @@ class SimCluster:
                     self.starting.append(self.tick + ticks)
                     self._created.append(self.tick)
         elif diff < 0:
-            remove = -diff
-            # Not-yet-ready pods go first, youngest (last created) first.
-            from_starting = min(remove, len(self.starting))
+            # Not-yet-ready pods go first, youngest (last created) first: the rule the
+            # counterfactuals' pods follow too.
+            from_starting, from_ready = scale_in_split(-diff, len(self.starting))
             if from_starting:
                 del self.starting[len(self.starting) - from_starting :]
                 del self._created[len(self._created) - from_starting :]
-            self.ready -= remove - from_starting
+            self.ready -= from_ready
 
 
 class SimClock:

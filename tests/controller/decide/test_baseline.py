@@ -99,3 +99,20 @@ def test_shadow_pods_from_an_observation_count_its_starting_pods_as_ready_later(
     pods = ShadowPods.observed(Observation(100.0, 5.0, 3, 2, 5), ready_at=220.0)
     assert pods == ShadowPods(3, (220.0, 220.0))
     assert pods.advance(220.0) == ShadowPods(5)
+
+
+def test_shadow_pods_and_the_simulated_cluster_scale_in_the_same_pods():
+    from controller.sim.cluster import SimCluster
+
+    for ready, starting, desired in [(5, 3, 6), (5, 3, 2), (5, 0, 1), (0, 4, 1), (3, 2, 0), (2, 3, 4)]:
+        cluster = SimCluster(startup_seconds=60.0)
+        cluster.set_replicas(ready)
+        pods = ShadowPods(0).scale(ready, 0.0, startup_seconds=60.0)
+        # then one more pod per tick, so that the starting pods differ in age
+        for tick in range(4, 4 + starting):
+            cluster.advance(tick)
+            cluster.set_replicas(cluster.replicas + 1)
+            pods = pods.advance(15.0 * tick).scale(pods.replicas + 1, 15.0 * tick, startup_seconds=60.0)
+        cluster.set_replicas(desired)
+        pods = pods.scale(desired, 15.0 * (3 + starting), startup_seconds=60.0)
+        assert (cluster.ready, [15.0 * t for t in cluster.starting]) == (pods.ready, list(pods.starting)), (ready, starting, desired)
