@@ -27,7 +27,6 @@ returned in the ``Plan``.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field, replace
 
@@ -180,7 +179,9 @@ def plan(
         mode, gate_reason = "forecast", Reason.ForecastTrusted
     q = params.widened_quantile if mode == "widened" else params.quantile
     if forecast is not None:
-        lo, hi = (float(forecast.quantile(level)[forecast.index_at(now + timing.lead_seconds)]) for level in params.interval)
+        end = forecast.index_at(now + timing.lead_seconds)
+        lo_level, hi_level = params.interval
+        lo, hi = float(forecast.quantile(lo_level)[end]), float(forecast.quantile(hi_level)[end])
         pending = (*pending, (now + timing.lead_seconds, lo, hi))
 
     # 2. What the forecast needs when a pod ordered now would be ready.
@@ -193,7 +194,6 @@ def plan(
         # A pod ordered now serves from now + startup on: provision for the peak between
         # then and the end of the lead interval (what happens sooner is the job of the
         # pods that exist, and of the scale-in guard below).
-        end = forecast.index_at(now + timing.lead_seconds)
         arrive = min(forecast.index_at(now + timing.startup_seconds), end)
         forecast_replicas = _pods(float(path[arrive : end + 1].max()), per_pod)
         median_replicas = _pods(float(forecast.quantile(0.5)[arrive : end + 1].max()), per_pod)
@@ -279,7 +279,7 @@ def plan(
     else:
         bound_reason = Reason.DesiredWithinRange
 
-    stages = (
+    stages = (  # _deciding_reason reads from index _RAW_STAGE on
         ("confidence", round(100 * coverage), gate_reason),
         ("forecast_replicas", forecast_replicas, gate_reason),
         ("floor_replicas", floor_replicas, floor_reason),
@@ -299,8 +299,7 @@ def plan(
         new_replicas=desired,
         now=now,
     )
-    new_state = replace(
-        state,
+    new_state = ControllerState(
         recommendations=recs,
         scale_up_events=ups,
         scale_down_events=downs,
@@ -312,10 +311,23 @@ def plan(
     return Plan((Decision(kind, target, current, desired, reason, message, stages),), new_state)
 
 
-@functools.lru_cache(maxsize=64)
+#: (id of a behaviour, window) -> (that behaviour, it with the window): a dict on identity, not an
+#: lru_cache, because hashing the nested frozen Behavior at every plan cost more than the replace it saves.
+#: The entry holds the behaviour, so its id cannot be reused while the entry lives.
+_WINDOWED: dict[tuple[int, int], tuple[Behavior, Behavior]] = {}
+
+
 def _with_scale_down_window(behavior: Behavior, window: int) -> Behavior:
     """``behavior`` with its scale-down window set (cached: it is asked for at every tick)."""
-    return replace(behavior, scale_down=replace(behavior.scale_down, stabilization_window_seconds=window))
+    key = (id(behavior), window)
+    hit = _WINDOWED.get(key)
+    if hit is not None and hit[0] is behavior:
+        return hit[1]
+    if len(_WINDOWED) >= 256:
+        _WINDOWED.clear()
+    windowed = replace(behavior, scale_down=replace(behavior.scale_down, stabilization_window_seconds=window))
+    _WINDOWED[key] = (behavior, windowed)
+    return windowed
 
 
 def _ceil(x: float) -> int:
@@ -344,12 +356,16 @@ def _score_due_checks(
     return tuple(pending), tuple(hits[-window:])
 
 
+#: Where ``raw_replicas`` stands in the ``stages`` that ``plan`` builds (keep in step with it).
+_RAW_STAGE = 3
+
+
 def _deciding_reason(stages: tuple[tuple[str, int, Reason], ...]) -> Reason:
     """The reason of the last stage that changed the count (from raw_replicas on)."""
-    names = [s[0] for s in stages]
-    start = names.index("raw_replicas")
+    start = _RAW_STAGE
     reason = stages[start][2]
-    for prev, cur in zip(stages[start:], stages[start + 1 :]):
-        if cur[1] != prev[1]:
-            reason = cur[2]
+    value = stages[start][1]
+    for _, count, why in stages[start + 1 :]:
+        if count != value:
+            reason, value = why, count
     return reason

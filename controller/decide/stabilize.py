@@ -110,22 +110,26 @@ def stabilize_with_behavior(
     down_cutoff = now - behavior.scale_down.stabilization_window_seconds
     up_recommendation = desired_replicas
     down_recommendation = desired_replicas
-    for rec in recommendations:
-        if rec.at > up_cutoff:
-            up_recommendation = min(rec.replicas, up_recommendation)
-        if rec.at > down_cutoff:
-            down_recommendation = max(rec.replicas, down_recommendation)
-    stabilized = min(max(current_replicas, up_recommendation), down_recommendation)
     # Samples older than both windows can never matter again.
     oldest_useful = min(up_cutoff, down_cutoff)
-    kept = tuple(r for r in recommendations if not r.at < oldest_useful)
+    kept = []
+    for rec in recommendations:
+        at = rec.at
+        if at > up_cutoff and rec.replicas < up_recommendation:
+            up_recommendation = rec.replicas
+        if at > down_cutoff and rec.replicas > down_recommendation:
+            down_recommendation = rec.replicas
+        if not at < oldest_useful:
+            kept.append(rec)
+    kept.append(Recommendation(desired_replicas, now))
+    stabilized = min(max(current_replicas, up_recommendation), down_recommendation)
     if stabilized == desired_replicas:
         reason = Reason.ReadyForNewScale
     elif desired_replicas >= current_replicas:
         reason = Reason.ScaleUpStabilized
     else:
         reason = Reason.ScaleDownStabilized
-    return stabilized, reason, (*kept, Recommendation(desired_replicas, now))
+    return stabilized, reason, tuple(kept)
 
 
 def replicas_changed_in_period(events: tuple[ScaleEvent, ...], *, period_seconds: float, now: float) -> int:
