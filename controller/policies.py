@@ -88,9 +88,10 @@ def planner_params(settings: ControllerSettings, workload: WorkloadSettings) -> 
 
 
 def reference_params(settings: ControllerSettings, workload: WorkloadSettings) -> baseline.ReferenceParams | None:
-    """The counterfactual HPA and quantile ladder of ``forecast.raise_quantile_to``; ``None`` when it is empty."""
-    higher = settings.forecast.raise_quantile_to
-    if not higher:
+    """The counterfactual HPA and the quantile ladder (``forecast.quantile``, then ``raise_quantile_to``
+    and ``lower_quantile_to``); ``None`` when both are empty."""
+    higher, lower = settings.forecast.raise_quantile_to, settings.forecast.lower_quantile_to
+    if not higher and not lower:
         return None
     replicas = settings.effective_replicas(workload)
     reference_hpa = hpa.HpaParams(
@@ -100,7 +101,7 @@ def reference_params(settings: ControllerSettings, workload: WorkloadSettings) -
     )
     return baseline.ReferenceParams(
         hpa=reference_hpa,
-        quantiles=(settings.forecast.quantile, *higher),
+        quantiles=(settings.forecast.quantile, *higher, *lower),
         days=settings.forecast.reference_days,
     )
 
@@ -343,7 +344,7 @@ class PredictivePolicy:
 
     @property
     def quantile(self) -> float:
-        """The provisioning quantile in use (the configured one, or a higher rung chosen against the HPA)."""
+        """The provisioning quantile in use (the configured one, or another rung of the ladder chosen against the HPA)."""
         return self._rung_params[self.rung].quantile
 
     def reference_memory(self) -> baseline.ReferenceMemory | None:
@@ -410,7 +411,7 @@ class PredictivePolicy:
             self._days = [*self._days, self._today][-ref.days :]
             self._today = (baseline.Tally(), [baseline.Tally()] * len(self._rung_params), 0.0)
             self._period_end += ref.period_seconds
-            rung = baseline.choose_rung(self._days)
+            rung = baseline.choose_rung(self._days, ref.quantiles)
             if rung != self.rung:
                 # The real pods continue at the new rung; the old rung goes on as a counterfactual
                 # from where the real ones are (starting pods counted as ready a startup from now).

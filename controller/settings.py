@@ -250,20 +250,38 @@ class ForecastSettings(_Settings):
         max_length=4,
         description=(
             "Higher quantiles the planner may use instead of `quantile`, ascending. Beside its real decisions the"
-            " controller runs the HPA's calculation (target 0.7) and the planner at each of these on the observed"
-            " load, and each day provisions at the lowest quantile that was no worse than the HPA on both pod-hours"
-            " and uncovered load over the last `reference_days` days. [] always uses `quantile`."
+            " controller runs the HPA's calculation (target 0.7) and the planner at each of these and of"
+            " `lower_quantile_to` on the observed load. Each day it keeps `quantile` if that was no worse than the"
+            " HPA on both pod-hours and uncovered load over the last `reference_days` days; if it left more load"
+            " uncovered, it takes the lowest of these that was no worse. [] never raises it."
         ),
     )
-    reference_days: int = Field(3, ge=1, le=14, description="Days the choice among `raise_quantile_to` looks back on.")
+    lower_quantile_to: list[float] = Field(
+        default_factory=lambda: [0.6],
+        max_length=4,
+        description=(
+            "Lower quantiles the planner may use instead of `quantile`, descending: when `quantile` served no worse"
+            " than the HPA but held more pods over the last `reference_days` days, the highest of these that was no"
+            " worse on both (see `raise_quantile_to`). [] never lowers it."
+        ),
+    )
+    reference_days: int = Field(
+        3, ge=1, le=14, description="Days the choice among `raise_quantile_to` and `lower_quantile_to` looks back on."
+    )
 
     @model_validator(mode="after")
-    def _ladder_above_quantile(self) -> ForecastSettings:
+    def _ladder_around_quantile(self) -> ForecastSettings:
         ladder = [self.quantile, *self.raise_quantile_to]
         if any(not 0 < q < 1 for q in self.raise_quantile_to) or any(b <= a for a, b in zip(ladder, ladder[1:])):
             raise ValueError(
                 f"raise_quantile_to must be ascending quantiles in (0, 1) above quantile {self.quantile:g},"
                 f" got {self.raise_quantile_to}"
+            )
+        ladder = [self.quantile, *self.lower_quantile_to]
+        if any(not 0 < q < 1 for q in self.lower_quantile_to) or any(b >= a for a, b in zip(ladder, ladder[1:])):
+            raise ValueError(
+                f"lower_quantile_to must be descending quantiles in (0, 1) below quantile {self.quantile:g},"
+                f" got {self.lower_quantile_to}"
             )
         return self
 

@@ -172,8 +172,8 @@ class Telemetry:
         )
         self.provisioning_quantile = Gauge(
             "provisioning_quantile",
-            "Forecast quantile the planner provisions for: forecast.quantile, or the higher one of "
-            "forecast.raise_quantile_to chosen against the HPA's calculation run beside it.",
+            "Forecast quantile the planner provisions for: forecast.quantile, or one of "
+            "forecast.raise_quantile_to / lower_quantile_to chosen against the HPA's calculation run beside it.",
             ["workload"], namespace=ns, registry=r,
         )
         self.interval_coverage = Gauge(

@@ -2,18 +2,22 @@
 
 The HPA's fixed headroom happens to cover some workloads' sudden jumps that no forecast
 foresees (measured on Alibaba, docs/policy.md): there a higher provisioning quantile is worth
-its pod-hours, elsewhere it is not. Rather than one quantile for every workload, the policy
-runs, beside the real decisions and without touching the cluster,
+its pod-hours, elsewhere it is not. On others the forecast is so uncertain that its quantile
+holds more pods than the HPA's headroom while serving far better (bursty loads, long
+startups): there a lower quantile is still no worse than the HPA on both. Rather than one
+quantile for every workload, the policy runs, beside the real decisions and without touching
+the cluster,
 
 - the HPA's own calculation (``controller.decide.hpa``) on the observed load, and
 - the planner at every other rung of a short ladder of quantiles (the configured one first),
 
 each with pods that start in the learned startup time (``ShadowPods``). Every day it keeps
 each side's pod-seconds and the observed load its ready pods left uncovered (``Tally``); the
-next day's quantile is the lowest rung that was no worse than the HPA on both over the last
-days (``choose_rung``), or the configured one when none was. Comparing every rung on the same
-days is what makes this stable: a rule that moved the quantile by comparing different hours
-followed the noise of a dozen random jumps a day (docs/policy.md, sixth round).
+next day's quantile is the configured one while it was no worse than the HPA on both over the
+last days, else the nearest rung in the direction it fell short that was (``choose_rung``).
+Comparing every rung on the same days is what makes this stable: a rule that moved the
+quantile by comparing different hours followed the noise of a dozen random jumps a day
+(docs/policy.md, sixth round).
 
 Everything here is pure: state in, state out. Decisions use the past only.
 """
@@ -142,28 +146,43 @@ class ReferenceMemory:
         return None
 
 
-def choose_rung(days: Sequence[tuple[Tally, Sequence[Tally], float]], *, slack: float = 1e-5) -> int:
-    """The lowest rung that was no worse than the HPA on both pod-seconds and uncovered load.
+def choose_rung(days: Sequence[Day], quantiles: Sequence[float], *, slack: float = 1e-5) -> int:
+    """The rung to provision at next: the configured one while it was no worse than the HPA.
+
+    Over the given days, a rung is *no worse* when it held no more pod-seconds than the HPA and
+    left no more observed load uncovered (up to ``slack``). The configured quantile (rung 0)
+    is kept while it is no worse. When it left more uncovered, the lowest higher quantile that
+    was no worse is taken (sudden jumps only the HPA's headroom covered); when it served as
+    well but held more pods, the highest lower one that was no worse (a forecast so uncertain
+    that its quantile costs more than the HPA's headroom). Otherwise rung 0.
 
     Args:
-        days: per past day, ``(hpa, rungs, load)``: the HPA's tally, each rung's tally (the
-            configured quantile first, then the higher ones) and the observed load (pod-seconds).
+        days: per past day, ``(hpa, rungs, load)``: the HPA's tally, each rung's tally (in the
+            order of ``quantiles``) and the observed load (pod-seconds).
+        quantiles: the quantile of each rung, the configured one first.
         slack: uncovered load up to this share of the observed load counts as no worse (a
             15-s shortfall at the end of a ramp is noise, not a difference of policy).
 
     Returns:
-        The rung's index; 0 (the configured quantile) when no rung qualifies or there are no days.
+        The rung's index; 0 when no rung qualifies or there are no days.
     """
     if not days:
         return 0
-    n = min(len(rungs) for _, rungs, _ in days)
+    n = min(len(quantiles), *(len(rungs) for _, rungs, _ in days))
     hpa_total = sum((h for h, _, _ in days), Tally())
     load = sum(load for _, _, load in days)
-    for i in range(n):
-        total = sum((rungs[i] for _, rungs, _ in days), Tally())
-        if total.pod_seconds <= hpa_total.pod_seconds and total.uncovered <= hpa_total.uncovered + slack * load:
-            return i
-    return 0
+    totals = [sum((rungs[i] for _, rungs, _ in days), Tally()) for i in range(n)]
+    cheap = [t.pod_seconds <= hpa_total.pod_seconds for t in totals]
+    serves = [t.uncovered <= hpa_total.uncovered + slack * load for t in totals]
+    if cheap[0] and serves[0]:
+        return 0
+    base = quantiles[0]
+    fine = [i for i in range(1, n) if cheap[i] and serves[i]]
+    if not serves[0]:
+        higher = [i for i in fine if quantiles[i] > base]
+        return min(higher, key=lambda i: quantiles[i], default=0)
+    lower = [i for i in fine if quantiles[i] < base]
+    return max(lower, key=lambda i: quantiles[i], default=0)
 
 
 def finite(load: float | None) -> bool:
@@ -176,19 +195,19 @@ class ReferenceParams:
 
     Attributes:
         hpa: the reference HPA's spec (the benchmark's: target 0.7, tolerance 0.1, 300 s window).
-        quantiles: the ladder, ascending, the configured quantile first.
+        quantiles: the ladder: the configured quantile first, then the others (higher and lower).
         days: how many past days ``choose_rung`` looks at.
         period_seconds: length of one "day" (the rung is chosen once per period).
     """
 
     hpa: hpa.HpaParams = field(default_factory=hpa.HpaParams)
-    quantiles: tuple[float, ...] = (0.85, 0.975)
+    quantiles: tuple[float, ...] = (0.85, 0.975, 0.6)
     days: int = 3
     period_seconds: float = 86400.0
 
     def __post_init__(self) -> None:
         q = self.quantiles
-        if not q or any(not 0 < x < 1 for x in q) or any(b <= a for a, b in zip(q, q[1:])):
-            raise ValueError(f"quantiles must be ascending and in (0, 1), got {q}")
+        if not q or any(not 0 < x < 1 for x in q) or len(set(q)) != len(q):
+            raise ValueError(f"quantiles must be distinct and in (0, 1), got {q}")
         if self.days < 1 or self.period_seconds <= 0:
             raise ValueError(f"days must be >= 1 and period_seconds > 0, got {self.days}, {self.period_seconds}")

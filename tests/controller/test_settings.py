@@ -725,12 +725,21 @@ def test_a_quantile_ladder_not_ascending_above_the_quantile_is_reported_at_forec
     assert "raise_quantile_to must be ascending quantiles in (0, 1) above quantile 0.85" in problems[0].message
 
 
-def test_an_empty_quantile_ladder_turns_the_hpa_reference_off():
+@pytest.mark.parametrize("ladder", ["[0.9]", "[0.6, 0.7]", "[0.85]", "[0.6, 0.0]"])
+def test_a_lower_ladder_not_descending_below_the_quantile_is_reported_at_forecast(ladder):
+    problems = problems_of(f"forecast:\n  quantile: 0.85\n  lower_quantile_to: {ladder}\n")
+
+    assert [p.path for p in problems] == ["forecast"]
+    assert "lower_quantile_to must be descending quantiles in (0, 1) below quantile 0.85" in problems[0].message
+
+
+def test_empty_quantile_ladders_turn_the_hpa_reference_off():
     from controller import policies
 
-    s = load("forecast:\n  raise_quantile_to: []\n")
     workload = settings.WorkloadSettings(namespace="a", name="b")
-    assert policies.reference_params(s, workload) is None
+    assert policies.reference_params(load("forecast:\n  raise_quantile_to: []\n  lower_quantile_to: []\n"), workload) is None
+    assert policies.reference_params(load("forecast:\n  raise_quantile_to: []\n"), workload).quantiles == (0.85, 0.6)
+    assert policies.reference_params(load("forecast:\n  lower_quantile_to: []\n"), workload).quantiles == (0.85, 0.975)
     reference = policies.reference_params(load(""), workload)
-    assert reference.quantiles == (0.85, 0.975) and reference.days == 3
+    assert reference.quantiles == (0.85, 0.975, 0.6) and reference.days == 3
     assert reference.hpa.target_utilization_ratio == 0.7 and reference.hpa.max_replicas == 100

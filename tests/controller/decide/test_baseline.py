@@ -49,32 +49,51 @@ def tally(pods: float, uncovered: float) -> Tally:
     return Tally(pod_seconds=pods, uncovered=uncovered)
 
 
-def test_the_lowest_rung_no_worse_than_the_hpa_on_both_axes_is_chosen():
-    day = (tally(100, 10), [tally(80, 30), tally(90, 8), tally(120, 0)], 1e6)
-    assert choose_rung([day]) == 1
+UP = (0.85, 0.9, 0.975)  # the configured quantile, then higher ones
+
+
+def test_when_the_configured_quantile_serves_worse_the_lowest_higher_rung_no_worse_is_chosen():
+    day = (tally(100, 10), [tally(80, 30), tally(90, 8), tally(95, 0)], 1e6)
+    assert choose_rung([day], UP) == 1
+    # the order of the ladder does not matter, the quantiles do
+    assert choose_rung([(tally(100, 10), [tally(80, 30), tally(95, 0), tally(90, 8)], 1e6)], (0.85, 0.975, 0.9)) == 2
     # the configured quantile first: when it is no worse, it is kept
-    assert choose_rung([(tally(100, 10), [tally(80, 5), tally(90, 1)], 1e6)]) == 0
+    assert choose_rung([(tally(100, 10), [tally(80, 5), tally(90, 1), tally(99, 0)], 1e6)], UP) == 0
+
+
+def test_when_the_configured_quantile_serves_as_well_but_costs_more_the_highest_lower_rung_no_worse_is_chosen():
+    ladder = (0.85, 0.975, 0.7, 0.6)
+    day = (tally(100, 10), [tally(110, 2), tally(130, 0), tally(98, 6), tally(90, 9)], 1e6)
+    assert choose_rung([day], ladder) == 2  # 0.7: the nearest below that is no worse
+    # a lower rung that serves worse than the HPA is not taken
+    day = (tally(100, 10), [tally(110, 2), tally(130, 0), tally(98, 12), tally(90, 20)], 1e6)
+    assert choose_rung([day], ladder, slack=0.0) == 0
+    # it never goes up for cost, nor down for service
+    day = (tally(100, 10), [tally(110, 20), tally(99, 5), tally(90, 1)], 1e6)
+    assert choose_rung([day], (0.85, 0.975, 0.6), slack=0.0) == 1
+    day = (tally(100, 10), [tally(110, 2), tally(99, 5), tally(120, 1)], 1e6)
+    assert choose_rung([day], (0.85, 0.975, 0.6), slack=0.0) == 0
 
 
 def test_when_no_rung_is_no_worse_the_configured_quantile_is_kept():
-    day = (tally(100, 10), [tally(80, 30), tally(110, 5)], 1e6)
-    assert choose_rung([day]) == 0
-    assert choose_rung([]) == 0
+    day = (tally(100, 10), [tally(80, 30), tally(110, 5), tally(120, 0)], 1e6)
+    assert choose_rung([day], UP) == 0
+    assert choose_rung([], UP) == 0
 
 
 def test_the_choice_is_on_the_totals_of_the_days_not_on_each_day():
     bad_day = (tally(100, 10), [tally(95, 20), tally(99, 12)], 1e6)
     good_day = (tally(100, 10), [tally(95, 12), tally(99, 0)], 1e6)
-    assert choose_rung([bad_day], slack=0.0) == 0  # no rung qualifies on this day alone
+    assert choose_rung([bad_day], UP[:2], slack=0.0) == 0  # no rung qualifies on this day alone
     # over both days rung 1 has 198 pod-s and 12 uncovered against the HPA's 200 and 20; rung 0 has 32
-    assert choose_rung([bad_day, good_day], slack=0.0) == 1
+    assert choose_rung([bad_day, good_day], UP[:2], slack=0.0) == 1
 
 
 def test_an_uncovered_amount_within_the_slack_counts_as_no_worse():
     day = (tally(100, 0), [tally(90, 5), tally(95, 20)], 1e6)
-    assert choose_rung([day], slack=1e-5) == 0  # 5 <= 0 + 1e-5 * 1e6 = 10
-    assert choose_rung([day], slack=0.0) == 0  # no rung qualifies: the configured one is kept
-    assert choose_rung([(tally(100, 0), [tally(90, 15), tally(95, 5)], 1e6)], slack=1e-5) == 1
+    assert choose_rung([day], UP[:2], slack=1e-5) == 0  # 5 <= 0 + 1e-5 * 1e6 = 10
+    assert choose_rung([day], UP[:2], slack=0.0) == 0  # no rung qualifies: the configured one is kept
+    assert choose_rung([(tally(100, 0), [tally(90, 15), tally(95, 5)], 1e6)], UP[:2], slack=1e-5) == 1
 
 
 def test_tally_counts_pods_and_the_observed_load_the_ready_pods_leave_uncovered():
@@ -83,9 +102,9 @@ def test_tally_counts_pods_and_the_observed_load_the_ready_pods_leave_uncovered(
     assert t == Tally(pod_seconds=150.0, uncovered=22.5)
 
 
-@pytest.mark.parametrize("quantiles", [(), (0.9, 0.85), (0.85, 1.0), (0.85, 0.85)])
-def test_the_ladder_must_be_ascending_quantiles(quantiles):
-    with pytest.raises(ValueError, match="ascending"):
+@pytest.mark.parametrize("quantiles", [(), (0.85, 1.0), (0.85, 0.85), (0.85, 0.0)])
+def test_the_ladder_must_be_distinct_quantiles(quantiles):
+    with pytest.raises(ValueError, match="distinct and in"):
         ReferenceParams(quantiles=quantiles)
 
 
