@@ -382,6 +382,14 @@ async def test_watch_streams_changes_after_a_resource_version(kube_api, kube_ser
                     w.stop()
 
     follower = asyncio.create_task(follow())
+
+    async def watch_logged() -> None:
+        while ("GET", "True") not in [(r.method, r.query.get("watch")) for r in kube_server.requests]:
+            await asyncio.sleep(0.01)
+
+    # The server logs a watch when its stream opens (a log written at its end would never show
+    # it here); changes made from then on reach the watch as well as the ones since `since`.
+    await asyncio.wait_for(watch_logged(), 5)
     await core.create_namespaced_pod(NS, {"metadata": {"name": "new", "labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}})
     kube_clock.t += 30
     kube_server.sync()  # the kubelet starts the pod
@@ -389,9 +397,8 @@ async def test_watch_streams_changes_after_a_resource_version(kube_api, kube_ser
     await asyncio.wait_for(follower, 5)
 
     assert seen == [("ADDED", "new", "Pending"), ("MODIFIED", "new", "Running"), ("DELETED", "new", "Running")]
-    # the watch was logged when its stream opened, before the requests it then saw
     methods = [(r.method, r.query.get("watch")) for r in kube_server.requests]
-    assert methods.index(("GET", "True")) < methods.index(("DELETE", None))
+    assert methods.index(("GET", "True")) < methods.index(("POST", None)) < methods.index(("DELETE", None))
     (watched,) = [r for r in kube_server.requests if r.query.get("watch")]
     assert watched.query["resourceVersion"] == since and watched.status == 200
 
