@@ -275,13 +275,13 @@ class ForecastSettings(_Settings):
         if any(not 0 < q < 1 for q in self.raise_quantile_to) or any(b <= a for a, b in zip(ladder, ladder[1:])):
             raise ValueError(
                 f"raise_quantile_to must be ascending quantiles in (0, 1) above quantile {self.quantile:g},"
-                f" got {self.raise_quantile_to}"
+                f" got {self.raise_quantile_to} (set it to [] to never raise the quantile)"
             )
         ladder = [self.quantile, *self.lower_quantile_to]
         if any(not 0 < q < 1 for q in self.lower_quantile_to) or any(b >= a for a, b in zip(ladder, ladder[1:])):
             raise ValueError(
                 f"lower_quantile_to must be descending quantiles in (0, 1) below quantile {self.quantile:g},"
-                f" got {self.lower_quantile_to}"
+                f" got {self.lower_quantile_to} (set it to [] to never lower the quantile)"
             )
         return self
 

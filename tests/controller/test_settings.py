@@ -733,6 +733,15 @@ def test_a_lower_ladder_not_descending_below_the_quantile_is_reported_at_forecas
     assert "lower_quantile_to must be descending quantiles in (0, 1) below quantile 0.85" in problems[0].message
 
 
+def test_a_quantile_below_the_default_lower_rung_says_how_to_turn_lowering_off():
+    # quantile 0.5 alone clashes with the default lower_quantile_to [0.6]; the message says what to set.
+    problems = problems_of("forecast:\n  quantile: 0.5\n")
+
+    assert [p.path for p in problems] == ["forecast"]
+    assert "below quantile 0.5, got [0.6] (set it to [] to never lower the quantile)" in problems[0].message
+    assert load("forecast:\n  quantile: 0.5\n  lower_quantile_to: []\n").forecast.quantile == 0.5
+
+
 def test_empty_quantile_ladders_turn_the_hpa_reference_off():
     from controller import policies
 
