@@ -271,18 +271,16 @@ class ForecastSettings(_Settings):
 
     @model_validator(mode="after")
     def _ladder_around_quantile(self) -> ForecastSettings:
-        ladder = [self.quantile, *self.raise_quantile_to]
-        if any(not 0 < q < 1 for q in self.raise_quantile_to) or any(b <= a for a, b in zip(ladder, ladder[1:])):
-            raise ValueError(
-                f"raise_quantile_to must be ascending quantiles in (0, 1) above quantile {self.quantile:g},"
-                f" got {self.raise_quantile_to} (set it to [] to never raise the quantile)"
-            )
-        ladder = [self.quantile, *self.lower_quantile_to]
-        if any(not 0 < q < 1 for q in self.lower_quantile_to) or any(b >= a for a, b in zip(ladder, ladder[1:])):
-            raise ValueError(
-                f"lower_quantile_to must be descending quantiles in (0, 1) below quantile {self.quantile:g},"
-                f" got {self.lower_quantile_to} (set it to [] to never lower the quantile)"
-            )
+        for name, rungs, sign, order, side, verb in (
+            ("raise_quantile_to", self.raise_quantile_to, 1, "ascending", "above", "raise"),
+            ("lower_quantile_to", self.lower_quantile_to, -1, "descending", "below", "lower"),
+        ):
+            ladder = [self.quantile, *rungs]
+            if any(not 0 < q < 1 for q in rungs) or any(sign * (b - a) <= 0 for a, b in zip(ladder, ladder[1:])):
+                raise ValueError(
+                    f"{name} must be {order} quantiles in (0, 1) {side} quantile {self.quantile:g},"
+                    f" got {rungs} (set it to [] to never {verb} the quantile)"
+                )
         return self
 
 

@@ -152,14 +152,18 @@ def interpolate_levels(grid_levels: np.ndarray, grid_values: np.ndarray, levels:
     Returns:
         Array ``(k, horizon_steps)``.
     """
-    idx, w = interpolation_weights(grid_levels, levels)
+    return combine_levels(grid_values, interpolation_weights(grid_levels, levels))
+
+
+def combine_levels(grid_values: np.ndarray, weights: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``interpolate_levels`` with its ``interpolation_weights`` already at hand."""
+    idx, w = weights
     return (1.0 - w) * grid_values[idx - 1] + w * grid_values[idx]
 
 
 def interpolation_weights(grid_levels: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The rows and weights ``interpolate_levels`` combines: ``(idx, w)``, the result being
-    ``(1 - w) * grid_values[idx - 1] + w * grid_values[idx]``; a caller that interpolates on the same
-    levels every time can keep them."""
+    """The rows and weights ``interpolate_levels`` combines (``combine_levels``): ``(idx, w)``; a
+    caller that interpolates on the same levels every time can keep them."""
     grid_levels = np.asarray(grid_levels, dtype=float)
     levels = np.asarray(levels, dtype=float)
     idx = np.clip(np.searchsorted(grid_levels, levels), 1, len(grid_levels) - 1)

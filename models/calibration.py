@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from models.base import DEFAULT_QUANTILES, interpolation_weights, pinball_loss
+from models.base import DEFAULT_QUANTILES, combine_levels, interpolation_weights, pinball_loss
 
 #: Levels on which the error quantiles are kept; requested levels are interpolated between them.
 GRID: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.975, 0.99)
@@ -277,8 +277,7 @@ class Calibrator:
         weights = _WEIGHTS.get(key)
         if weights is None:
             weights = _WEIGHTS[key] = interpolation_weights(_GRID, np.array(key))
-        idx, w = weights
-        return (1.0 - w) * grid[idx - 1] + w * grid[idx]
+        return combine_levels(grid, weights)
 
     # ------------------------------------------------------------------ helpers
 

@@ -279,10 +279,7 @@ def plan(
     else:
         bound_reason = Reason.DesiredWithinRange
 
-    stages = (  # _deciding_reason reads from index _RAW_STAGE on
-        ("confidence", round(100 * coverage), gate_reason),
-        ("forecast_replicas", forecast_replicas, gate_reason),
-        ("floor_replicas", floor_replicas, floor_reason),
+    deciding = (
         ("raw_replicas", raw, raw_reason),
         ("stabilized_replicas", stabilized, stab_reason),
         ("banded_replicas", banded, band_reason),
@@ -290,7 +287,13 @@ def plan(
         ("guarded_replicas", guarded, guard_reason),
         ("desired_replicas", desired, bound_reason),
     )
-    reason = _deciding_reason(stages)
+    stages = (
+        ("confidence", round(100 * coverage), gate_reason),
+        ("forecast_replicas", forecast_replicas, gate_reason),
+        ("floor_replicas", floor_replicas, floor_reason),
+        *deciding,
+    )
+    reason = _deciding_reason(deciding)
     ups, downs = stabilize.record_scale_event(
         scale_up_events=state.scale_up_events,
         scale_down_events=state.scale_down_events,
@@ -356,16 +359,10 @@ def _score_due_checks(
     return tuple(pending), tuple(hits[-window:])
 
 
-#: Where ``raw_replicas`` stands in the ``stages`` that ``plan`` builds (keep in step with it).
-_RAW_STAGE = 3
-
-
 def _deciding_reason(stages: tuple[tuple[str, int, Reason], ...]) -> Reason:
-    """The reason of the last stage that changed the count (from raw_replicas on)."""
-    start = _RAW_STAGE
-    reason = stages[start][2]
-    value = stages[start][1]
-    for _, count, why in stages[start + 1 :]:
+    """The reason of the last stage that changed the count (``stages`` from raw_replicas on)."""
+    _, value, reason = stages[0]
+    for _, count, why in stages[1:]:
         if count != value:
             reason, value = why, count
     return reason
