@@ -9,7 +9,7 @@ the returned state, and acts through the actuator only when the count changes
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -104,6 +104,21 @@ def reference_params(settings: ControllerSettings, workload: WorkloadSettings) -
         quantiles=(settings.forecast.quantile, *higher, *lower),
         days=settings.forecast.reference_days,
     )
+
+
+def rung_params(params: planner.PlannerParams, quantiles: Sequence[float]) -> list[planner.PlannerParams]:
+    """The planner's parameters at each rung of the ladder ``quantiles``.
+
+    A rung at or above ``params.quantile`` widens, while the gate distrusts the intervals, to
+    ``params.widened_quantile`` as the configured quantile does. A lower rung never widens: it is
+    taken because the configured quantile's headroom, widening included, held more pods than the
+    HPA while serving no worse (docs/policy.md, ninth round); a forecast the gate distrusts
+    still falls back to the reactive floor at any rung.
+    """
+    return [
+        dataclasses.replace(params, quantile=q, widened_quantile=q if q < params.quantile else max(q, params.widened_quantile))
+        for q in quantiles
+    ]
 
 
 @dataclass(frozen=True)
@@ -283,9 +298,7 @@ class PredictivePolicy:
         self._first_fit_steps = max(2, int(first_fit_seconds // model_step_seconds))
         rungs = reference.quantiles if reference is not None else (params.quantile,)
         self._levels = tuple(sorted({params.interval[0], params.interval[1], params.widened_quantile, 0.5, *rungs}))
-        self._rung_params = [
-            dataclasses.replace(params, quantile=q, widened_quantile=max(q, params.widened_quantile)) for q in rungs
-        ]
+        self._rung_params = rung_params(params, rungs)
         self._reference = reference
         self.rung = 0
         self._hpa: baseline.ShadowHpa | None = None
@@ -332,10 +345,13 @@ class PredictivePolicy:
             lead_seconds=leadtime.lead_seconds(startup_seconds=self.startup.seconds, lag_seconds=self._lag, tick_seconds=self._tick),
             startup_seconds=self.startup.seconds,
         )
-        if self._reference is not None:
-            self._run_counterfactuals(obs, timing)
         params = self._rung_params[self.rung]
-        result = planner.plan(obs, self._forecast, params, self.state, now, timing=timing, target=target.name)
+        # The rungs differ in quantile only: their interval checks are the real ones (a
+        # counterfactual starts from the real state and then sees the same forecasts and load).
+        gate = planner.score_gate(obs, self._forecast, params, self.state, now, timing=timing)
+        if self._reference is not None:
+            self._run_counterfactuals(obs, timing, gate)
+        result = planner.plan(obs, self._forecast, params, self.state, now, timing=timing, target=target.name, gate=gate)
         self.state = result.state
         decision = result.decisions[0]
         if self.record_forecast:
@@ -372,7 +388,7 @@ class PredictivePolicy:
         self._restored_period_end = memory.period_end
         return None
 
-    def _run_counterfactuals(self, obs: Observation, timing: planner.Timing) -> None:
+    def _run_counterfactuals(self, obs: Observation, timing: planner.Timing, gate: planner.Gate) -> None:
         """Step the reference HPA and the planner at the other rungs on this tick's load, score
         every side, and at the end of a period choose the next period's rung (``decide.baseline``)."""
         ref = self._reference
@@ -401,7 +417,7 @@ class PredictivePolicy:
         self._hpa = baseline.step_hpa(self._hpa, load, now, startup_seconds=startup, params=ref.hpa)
         for i, (pods, state) in self._shadows.items():
             pods = pods.advance(now)
-            shadow = planner.plan(pods.observation(now, load), self._forecast, self._rung_params[i], state, now, timing=timing)
+            shadow = planner.plan(pods.observation(now, load), self._forecast, self._rung_params[i], state, now, timing=timing, gate=gate)
             if scored:
                 tallies[i] = tallies[i].add(ready=pods.ready, replicas=pods.replicas, load=load, capacity_per_pod=cap, seconds=self._tick)
             self._shadows[i] = (pods.scale(shadow.desired_replicas, now, startup_seconds=startup), shadow.state)

@@ -257,12 +257,13 @@ class ForecastSettings(_Settings):
         ),
     )
     lower_quantile_to: list[float] = Field(
-        default_factory=lambda: [0.6],
+        default_factory=lambda: [0.7, 0.6],
         max_length=4,
         description=(
             "Lower quantiles the planner may use instead of `quantile`, descending: when `quantile` served no worse"
             " than the HPA but held more pods over the last `reference_days` days, the highest of these that was no"
-            " worse on both (see `raise_quantile_to`). [] never lowers it."
+            " worse on both (see `raise_quantile_to`). A lower rung is never widened by the confidence gate."
+            " [] never lowers it."
         ),
     )
     reference_days: int = Field(

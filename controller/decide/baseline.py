@@ -201,7 +201,7 @@ class ReferenceParams:
     """
 
     hpa: hpa.HpaParams = field(default_factory=hpa.HpaParams)
-    quantiles: tuple[float, ...] = (0.85, 0.975, 0.6)
+    quantiles: tuple[float, ...] = (0.85, 0.975, 0.7, 0.6)
     days: int = 3
     period_seconds: float = 86400.0
 

@@ -146,6 +146,7 @@ def plan(
     *,
     timing: Timing,
     target: str = "",
+    gate: Gate | None = None,
 ) -> Plan:
     """Plan the replica count of one workload for this tick.
 
@@ -157,6 +158,9 @@ def plan(
         now: the tick time (seconds).
         timing: the lead time and the current startup estimate.
         target: name of the workload, for the decision.
+        gate: this tick's scoring of the forecast intervals (``score_gate`` on the same
+            arguments); computed here when ``None``. Plans on the same forecast and load from
+            the same checks may share one (the policy's counterfactual rungs do).
 
     Returns:
         A ``Plan`` with one decision whose ``stages`` list each named value and its reason.
@@ -167,8 +171,9 @@ def plan(
     state = stabilize.seed_history(state, current_replicas=current, now=now)
 
     # 1. Confidence: did recent outcomes fall inside the intervals forecast for them?
-    pending, hits = _score_due_checks(state, obs, now, params.gate_window)
-    coverage = hits.count(True) / len(hits) if len(hits) >= params.gate_window // 2 else 1.0
+    if gate is None:
+        gate = score_gate(obs, forecast, params, state, now, timing=timing)
+    coverage = gate.coverage
     if forecast is None:
         mode, gate_reason = "reactive", Reason.NoForecast
     elif coverage < params.reactive_below_coverage:
@@ -178,11 +183,6 @@ def plan(
     else:
         mode, gate_reason = "forecast", Reason.ForecastTrusted
     q = params.widened_quantile if mode == "widened" else params.quantile
-    if forecast is not None:
-        end = forecast.index_at(now + timing.lead_seconds)
-        lo_level, hi_level = params.interval
-        lo, hi = float(forecast.quantile(lo_level)[end]), float(forecast.quantile(hi_level)[end])
-        pending = (*pending, (now + timing.lead_seconds, lo, hi))
 
     # 2. What the forecast needs when a pod ordered now would be ready.
     if mode == "reactive":
@@ -191,6 +191,7 @@ def plan(
         path = None
     else:
         path = forecast.quantile(q)
+        end = forecast.index_at(now + timing.lead_seconds)
         # A pod ordered now serves from now + startup on: provision for the peak between
         # then and the end of the lead interval (what happens sooner is the job of the
         # pods that exist, and of the scale-in guard below).
@@ -306,8 +307,8 @@ def plan(
         recommendations=recs,
         scale_up_events=ups,
         scale_down_events=downs,
-        pending_checks=pending,
-        interval_hits=hits,
+        pending_checks=gate.pending,
+        interval_hits=gate.hits,
     )
     kind = "scale" if desired != current else "no-op"
     message = f"{mode} mode, q={q:g}, lead {timing.lead_seconds:.0f} s, coverage {coverage:.0%}"
@@ -341,6 +342,36 @@ def _pods(load: float, per_pod: float) -> int:
     if not math.isfinite(load) or load <= 0:
         return 0
     return _ceil(load / per_pod)
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """The confidence gate's view of one tick (``score_gate``).
+
+    Attributes:
+        pending: interval checks not yet due, this tick's included: ``(due, lo, hi)``.
+        hits: the latest outcomes (whether each fell inside its interval), at most ``gate_window``.
+        coverage: the share of hits, or 1.0 before half the window has come due.
+    """
+
+    pending: tuple[tuple[float, float, float], ...]
+    hits: tuple[bool, ...]
+    coverage: float
+
+
+def score_gate(
+    obs: Observation, forecast: Forecast | None, params: PlannerParams, state: ControllerState, now: float, *, timing: Timing
+) -> Gate:
+    """Score the interval checks that came due against the load seen now, and add this tick's
+    (the forecast's central ``params.interval`` at ``now + lead``)."""
+    pending, hits = _score_due_checks(state, obs, now, params.gate_window)
+    coverage = hits.count(True) / len(hits) if len(hits) >= params.gate_window // 2 else 1.0
+    if forecast is not None:
+        end = forecast.index_at(now + timing.lead_seconds)
+        lo_level, hi_level = params.interval
+        lo, hi = float(forecast.quantile(lo_level)[end]), float(forecast.quantile(hi_level)[end])
+        pending = (*pending, (now + timing.lead_seconds, lo, hi))
+    return Gate(pending, hits, coverage)
 
 
 def _score_due_checks(

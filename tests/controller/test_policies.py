@@ -141,7 +141,7 @@ def test_a_restarted_policy_continues_its_choice_of_quantile_from_the_state_anno
     after = Scenario(name="after", times=15.0 * np.arange(half, load.size), demand=load[half:])
     _, first = run_with_policy(before, engine.SimConfig(settings=ControllerSettings()))
     memory = first.reference_memory()
-    assert memory is not None and len(memory.days) == 2 and memory.quantiles == (0.85, 0.975, 0.6)
+    assert memory is not None and len(memory.days) == 2 and memory.quantiles == (0.85, 0.975, 0.7, 0.6)
     assert first.quantile > 0.85 and memory.rung == 1
     # through the annotation, as the live loop stores and reads it
     text = statecodec.encode(ControllerState(), now=half * 15.0, keep_seconds=300, event_keep_seconds=60, reference=memory)
@@ -175,8 +175,8 @@ def test_memory_of_another_ladder_is_not_used():
     problem = policy.restore_reference(ReferenceMemory((0.85, 0.975), 1, (day,), 86400.0))
     assert "0.975" in problem and "0.99" in problem
     assert policy.quantile == 0.85 and policy.reference_memory() is None
-    assert "rung 4" in policy.restore_reference(ReferenceMemory((0.85, 0.95, 0.99, 0.6), 4, (), 86400.0))
-    assert "tallies" in policy.restore_reference(ReferenceMemory((0.85, 0.95, 0.99, 0.6), 1, (day,), 86400.0))
+    assert "rung 5" in policy.restore_reference(ReferenceMemory((0.85, 0.95, 0.99, 0.7, 0.6), 5, (), 86400.0))
+    assert "tallies" in policy.restore_reference(ReferenceMemory((0.85, 0.95, 0.99, 0.7, 0.6), 1, (day,), 86400.0))
     assert policy.quantile == 0.85
 
 
@@ -208,3 +208,26 @@ def test_where_the_forecast_quantile_holds_more_pods_than_the_hpa_the_policy_low
     assert chosen[0] == 0.75 and policy.quantile == 0.75  # the highest lower rung that was no worse
     assert lowered.score.pod_hours < min(fixed.score.pod_hours, hpa.pod_hours)
     assert fixed.score.unserved_pct < lowered.score.unserved_pct <= hpa.unserved_pct
+
+
+def test_a_lower_rung_provisions_at_its_quantile_where_the_gate_widens_the_configured_one():
+    from controller.decide import planner
+    from controller.domain import ControllerState, Observation
+    from controller.policies import rung_params
+    from models.base import Forecast
+
+    base = planner.PlannerParams(quantile=0.85, target_utilization_ratio=1.0, scale_up_headroom=0.0)
+    configured, higher, lower = rung_params(base, (0.85, 0.99, 0.6))
+    assert [(p.quantile, p.widened_quantile) for p in (configured, higher, lower)] == [(0.85, 0.975), (0.99, 0.99), (0.6, 0.6)]
+
+    now = 10_000.0
+    levels = {0.1: 8.0, 0.5: 10.0, 0.6: 11.0, 0.85: 12.0, 0.9: 13.0, 0.975: 15.0, 0.99: 16.0}
+    forecast = Forecast(start=now - 30, step_seconds=60.0, mean=np.full(6, 10.0), quantiles={q: np.full(6, v) for q, v in levels.items()})
+    widening = ControllerState(interval_hits=(False,) * 150 + (True,) * 90)  # 37% inside: the gate widens
+    obs = Observation(now, 10.0, 10, 0, 10)
+    timing = planner.Timing(lead_seconds=150.0, startup_seconds=120.0)
+    wanted = {}
+    for name, params in (("configured", configured), ("higher", higher), ("lower", lower)):
+        stages = {s[0]: s[1] for s in planner.plan(obs, forecast, params, widening, now, timing=timing).decisions[0].stages}
+        wanted[name] = stages["forecast_replicas"]
+    assert wanted == {"configured": 15, "higher": 16, "lower": 11}

@@ -734,11 +734,11 @@ def test_a_lower_ladder_not_descending_below_the_quantile_is_reported_at_forecas
 
 
 def test_a_quantile_below_the_default_lower_rung_says_how_to_turn_lowering_off():
-    # quantile 0.5 alone clashes with the default lower_quantile_to [0.6]; the message says what to set.
+    # quantile 0.5 alone clashes with the default lower_quantile_to [0.7, 0.6]; the message says what to set.
     problems = problems_of("forecast:\n  quantile: 0.5\n")
 
     assert [p.path for p in problems] == ["forecast"]
-    assert "below quantile 0.5, got [0.6] (set it to [] to never lower the quantile)" in problems[0].message
+    assert "below quantile 0.5, got [0.7, 0.6] (set it to [] to never lower the quantile)" in problems[0].message
     assert load("forecast:\n  quantile: 0.5\n  lower_quantile_to: []\n").forecast.quantile == 0.5
 
 
@@ -747,8 +747,8 @@ def test_empty_quantile_ladders_turn_the_hpa_reference_off():
 
     workload = settings.WorkloadSettings(namespace="a", name="b")
     assert policies.reference_params(load("forecast:\n  raise_quantile_to: []\n  lower_quantile_to: []\n"), workload) is None
-    assert policies.reference_params(load("forecast:\n  raise_quantile_to: []\n"), workload).quantiles == (0.85, 0.6)
+    assert policies.reference_params(load("forecast:\n  raise_quantile_to: []\n"), workload).quantiles == (0.85, 0.7, 0.6)
     assert policies.reference_params(load("forecast:\n  lower_quantile_to: []\n"), workload).quantiles == (0.85, 0.975)
     reference = policies.reference_params(load(""), workload)
-    assert reference.quantiles == (0.85, 0.975, 0.6) and reference.days == 3
+    assert reference.quantiles == (0.85, 0.975, 0.7, 0.6) and reference.days == 3
     assert reference.hpa.target_utilization_ratio == 0.7 and reference.hpa.max_replicas == 100

@@ -314,3 +314,14 @@ def test_invariants_of_plan(case):
         assert desired >= min(need(NOW + TIMING.startup_seconds), up_limit, params.max_replicas)
         if desired < current and inside_bounds:
             assert desired >= min(need(NOW), current)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(), st.lists(st.tuples(st.integers(-60, 60), st.floats(0, 50), st.floats(0, 50)), max_size=4))
+def test_a_plan_given_its_gate_is_the_plan_that_scores_its_own(case, checks):
+    # The policy scores the gate once per tick and hands it to every rung's plan; the plan must be
+    # the one it makes when it scores the gate itself.
+    obs, f, params, state = case
+    state = dataclasses.replace(state, pending_checks=tuple((NOW + dt, lo, lo + hi) for dt, lo, hi in checks))
+    gate = planner.score_gate(obs, f, params, state, NOW, timing=TIMING)
+    assert planner.plan(obs, f, params, state, NOW, timing=TIMING, gate=gate) == planner.plan(obs, f, params, state, NOW, timing=TIMING)
