@@ -346,7 +346,7 @@ class PredictivePolicy:
             startup_seconds=self.startup.seconds,
         )
         params = self._rung_params[self.rung]
-        # The rungs differ in quantile only: their interval checks are the real ones (a
+        # The rungs differ in their quantiles only, not in the gate: their interval checks are the real ones (a
         # counterfactual starts from the real state and then sees the same forecasts and load).
         gate = planner.score_gate(obs, self._forecast, params, self.state, now, timing=timing)
         if self._reference is not None:
