@@ -194,14 +194,16 @@ class ReferenceParams:
     """How the counterfactuals run and how the quantile follows them.
 
     Attributes:
-        hpa: the reference HPA's spec (the benchmark's: target 0.7, tolerance 0.1, 300 s window).
         quantiles: the ladder: the configured quantile first, then the others (higher and lower).
+            No default: the settings (``forecast.quantile``, ``raise_quantile_to``,
+            ``lower_quantile_to``) are its one source (``policies.reference_params``).
+        hpa: the reference HPA's spec (the benchmark's: target 0.7, tolerance 0.1, 300 s window).
         days: how many past days ``choose_rung`` looks at.
         period_seconds: length of one "day" (the rung is chosen once per period).
     """
 
+    quantiles: tuple[float, ...]
     hpa: hpa.HpaParams = field(default_factory=hpa.HpaParams)
-    quantiles: tuple[float, ...] = (0.85, 0.975, 0.7, 0.6)
     days: int = 3
     period_seconds: float = 86400.0
 
