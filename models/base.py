@@ -51,21 +51,36 @@ class Forecast:
     quantiles: Mapping[float, np.ndarray]
     fallback_reason: str | None = None
     model: str = ""
-    _levels: tuple[float, ...] = field(default=(), repr=False, compare=False)
+    _levels: tuple[float, ...] = field(default=(), init=False, repr=False, compare=False)
+    #: The quantile paths as one read-only table, a row per level of ``_levels``.
+    _table: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), init=False, repr=False, compare=False)
+    #: ``peak`` answers by index range: range -> {level: peak}.
+    _peaks: dict[tuple[int, int], dict[float, float]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         mean = np.array(self.mean, dtype=float)
-        mean.setflags(write=False)
-        quantiles = {}
-        for level in sorted(self.quantiles):
-            values = np.array(self.quantiles[level], dtype=float)
+        levels = tuple(sorted(self.quantiles))
+        rows = []
+        for level in levels:
+            values = np.asarray(self.quantiles[level], dtype=float)
             if values.shape != mean.shape:
                 raise ValueError(f"quantile {level} has shape {values.shape}, mean has {mean.shape}")
-            values.setflags(write=False)
-            quantiles[float(level)] = values
-        object.__setattr__(self, "mean", mean)
-        object.__setattr__(self, "quantiles", types.MappingProxyType(quantiles))
-        object.__setattr__(self, "_levels", tuple(quantiles))
+            rows.append(values)
+        table = np.array(rows, dtype=float).reshape(len(levels), *mean.shape)
+        _freeze(self, mean, tuple(float(q) for q in levels), table)
+
+    @classmethod
+    def _from_table(
+        cls, *, start: float, step_seconds: float, mean: np.ndarray, levels: tuple[float, ...], table: np.ndarray,
+        fallback_reason: str | None, model: str,
+    ) -> Forecast:
+        """A forecast over ``table`` itself, no copy: the caller's own array, rows checked and sorted by level."""
+        forecast = object.__new__(cls)
+        fields = {"start": start, "step_seconds": step_seconds, "fallback_reason": fallback_reason, "model": model}
+        for name, value in fields.items():
+            object.__setattr__(forecast, name, value)
+        _freeze(forecast, mean, levels, table)
+        return forecast
 
     @property
     def horizon_steps(self) -> int:
@@ -84,6 +99,19 @@ class Forecast:
         k = math.ceil((at - self.start) / self.step_seconds - 1e-9)
         return min(max(k, 0), self.horizon_steps - 1)
 
+    def peak(self, level: float, first: int, last: int) -> float:
+        """The largest value of the quantile path at ``level`` over the indices ``first..last``.
+
+        Planners ask this for several levels over the same range at every tick: the peaks of all
+        stored levels over a range are taken at once and kept.
+        """
+        peaks = self._peaks.get((first, last))
+        if peaks is None:
+            peaks = dict(zip(self._levels, self._table[:, first : last + 1].max(axis=1).tolist(), strict=True))
+            self._peaks[(first, last)] = peaks
+        found = peaks.get(level)
+        return float(self.quantile(level)[first : last + 1].max()) if found is None else found
+
     def quantile(self, level: float) -> np.ndarray:
         """The quantile path at ``level``, interpolated linearly between the stored levels.
 
@@ -95,11 +123,20 @@ class Forecast:
         """
         if level in self.quantiles:
             return self.quantiles[level]  # read-only, so it can be shared
-        levels = np.array(self._levels)
-        if levels.size == 0:
+        if not self._levels:
             return np.array(self.mean)
-        table = np.vstack([self.quantiles[q] for q in self._levels])
-        return interpolate_levels(levels, table, np.array([level]))[0]
+        return interpolate_levels(np.array(self._levels), self._table, np.array([level]))[0]
+
+
+def _freeze(forecast: Forecast, mean: np.ndarray, levels: tuple[float, ...], table: np.ndarray) -> None:
+    """Set a forecast's arrays, read-only: the mean, the table and a path per level (its rows)."""
+    mean.setflags(write=False)
+    table.setflags(write=False)
+    object.__setattr__(forecast, "mean", mean)
+    object.__setattr__(forecast, "quantiles", types.MappingProxyType({q: table[i] for i, q in enumerate(levels)}))
+    object.__setattr__(forecast, "_levels", levels)
+    object.__setattr__(forecast, "_table", table)
+    object.__setattr__(forecast, "_peaks", {})
 
 
 def check_horizon(horizon_steps: int) -> int:
@@ -155,21 +192,24 @@ def interpolate_levels(grid_levels: np.ndarray, grid_values: np.ndarray, levels:
     return combine_levels(grid_values, interpolation_weights(grid_levels, levels))
 
 
-def combine_levels(grid_values: np.ndarray, weights: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def combine_levels(grid_values: np.ndarray, weights: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
     """``interpolate_levels`` with its ``interpolation_weights`` already at hand."""
-    idx, w = weights
-    return (1.0 - w) * grid_values[idx - 1] + w * grid_values[idx]
+    below, above, w_below, w_above = weights
+    return w_below * grid_values[below] + w_above * grid_values[above]
 
 
-def interpolation_weights(grid_levels: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The rows and weights ``interpolate_levels`` combines (``combine_levels``): ``(idx, w)``; a
-    caller that interpolates on the same levels every time can keep them."""
+def interpolation_weights(
+    grid_levels: np.ndarray, levels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The rows and weights ``interpolate_levels`` combines (``combine_levels``): the grid rows
+    below and above each level and their weights, ``(below, above, 1 - w, w)``; a caller that
+    interpolates on the same levels every time can keep them."""
     grid_levels = np.asarray(grid_levels, dtype=float)
     levels = np.asarray(levels, dtype=float)
     idx = np.clip(np.searchsorted(grid_levels, levels), 1, len(grid_levels) - 1)
     lo, hi = grid_levels[idx - 1], grid_levels[idx]
     w = np.clip((levels - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0, 1.0)[:, None]
-    return idx, w
+    return idx - 1, idx, 1.0 - w, w
 
 
 def make_forecast(
@@ -184,11 +224,25 @@ def make_forecast(
 ) -> Forecast:
     """Build a ``Forecast`` from a point path and a ``(len(levels), horizon)`` table, repairing monotonicity."""
     table = repair_monotone(values)
-    return Forecast(
+    mean = np.array(mean, dtype=float)
+    if len(levels) != table.shape[0] or table.shape[1:] != mean.shape or list(levels) != sorted(set(levels)):
+        # Not the table this function is meant for: let the constructor check it and say what is wrong.
+        return Forecast(
+            start=float(start),
+            step_seconds=float(step_seconds),
+            mean=mean,
+            quantiles={float(q): table[i] for i, q in enumerate(levels)},
+            fallback_reason=fallback_reason,
+            model=model,
+        )
+    # The sorted table is a fresh array: the forecast can keep it without the constructor's copy
+    # (a forecast is made at every tick).
+    return Forecast._from_table(
         start=float(start),
         step_seconds=float(step_seconds),
         mean=mean,
-        quantiles={float(q): table[i] for i, q in enumerate(levels)},
+        levels=tuple(float(q) for q in levels),
+        table=table,
         fallback_reason=fallback_reason,
         model=model,
     )

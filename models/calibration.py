@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.signal import lfilter
 
 from models.base import DEFAULT_QUANTILES, combine_levels, interpolation_weights, pinball_loss
 
@@ -37,8 +38,10 @@ _NORMAL = np.array(
     [-2.326, -1.960, -1.645, -1.282, -0.842, -0.524, -0.253, 0.0, 0.253, 0.524, 0.842, 1.282, 1.645, 1.960, 2.326]
 )
 MODES = ("adaptive", "empirical")
+#: ``observe`` folds this many outcomes into the recent scores at once (bounded memory, one batch).
+_FOLD_EVERY = 64
 # Interpolation rows and weights from GRID to each tuple of levels asked for (``Calibrator.quantiles``).
-_WEIGHTS: dict[tuple[float, ...], tuple[np.ndarray, np.ndarray]] = {}
+_WEIGHTS: dict[tuple[float, ...], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
 class Calibrator:
@@ -87,11 +90,29 @@ class Calibrator:
         self.pending_scales_ = np.ones(hc)
         self.origins_ = 0  # origins seen so far; origin o predicts points o .. o + hc - 1
         self.first_origin_ = 0
-        self.score_ = np.full(hc, np.nan)  # recent mean pinball loss per horizon (raw units)
-        self.abs_error_ = np.full(hc, np.nan)  # recent mean absolute error of the point path per horizon
+        self._score = np.full(hc, np.nan)  # recent mean pinball loss per horizon (raw units)
+        self._abs_error = np.full(hc, np.nan)  # recent mean absolute error of the point path per horizon
         self.uses_bases_ = False
         self._lags = np.arange(hc)  # horizon - 1 of each pending origin
+        # Row ``target % hc``: the slot of the pending origin that predicted ``target`` at each horizon.
+        self._slots = (np.arange(hc)[:, None] - self._lags[None, :]) % hc
         self.scores_known_ = False  # every horizon's score and absolute error is a finite number
+        # Scored outcomes not yet folded into the scores: (value, preds, scales, scored table) each.
+        self._unscored: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    # ------------------------------------------------------------------ recent scores
+
+    @property
+    def score_(self) -> np.ndarray:
+        """Recent mean pinball loss per horizon (raw units; NaN where nothing was scored yet)."""
+        self._fold_unscored()
+        return self._score
+
+    @property
+    def abs_error_(self) -> np.ndarray:
+        """Recent mean absolute error of the point path per horizon (NaN where nothing was scored yet)."""
+        self._fold_unscored()
+        return self._abs_error
 
     # ------------------------------------------------------------------ set-up from a replay
 
@@ -145,8 +166,9 @@ class Calibrator:
         quant = scored + scales[:, None, None] * self.table_[None, :, _SCORED]
         losses = pinball_loss(actual[:, :, None], quant, _SCORED_LEVELS.T[None, :, :]).mean(axis=2)
         with np.errstate(invalid="ignore"):
-            self.score_ = _nanmean0(losses[-self.window :])
-            self.abs_error_ = _nanmean0(np.abs(errors[-self.window :]))
+            self._score = _nanmean0(losses[-self.window :])
+            self._abs_error = _nanmean0(np.abs(errors[-self.window :]))
+        self._unscored = []
         # The last hc origins are still waiting for some of their targets.
         self.origins_ = rows
         self.first_origin_ = 0
@@ -161,6 +183,7 @@ class Calibrator:
 
     def start_without_replay(self, path: np.ndarray, scale: float, base: np.ndarray | None = None) -> None:
         """Start tracking with no replayed errors: the default spread is used until errors arrive."""
+        self._fold_unscored()
         self.origins_ = 1
         self.first_origin_ = 0
         self.scores_known_ = False
@@ -188,13 +211,32 @@ class Calibrator:
         # Origin o predicts points o, o + 1, ... at h = 1, 2, ...; the new value is point origins_ - 1.
         target = self.origins_ - 1
         if math.isfinite(value):
-            origins = target - self._lags
-            slots = origins % hc
-            preds = self.pending_paths_[slots, self._lags]
-            scales = self.pending_scales_[slots]
             # Once every horizon has a pending origin (all but the first hc - 1 observations), the
             # masks below select everything; skipping them gives the same numbers.
             warm = target - hc + 1 >= self.first_origin_
+            if warm:
+                slots = self._slots[target % hc]
+                origins = None
+            else:
+                origins = target - self._lags
+                slots = origins % hc
+            preds = self.pending_paths_[slots, self._lags]
+            scales = self.pending_scales_[slots]
+            if warm and not self.uses_bases_:
+                # The usual step: learn now, fold the scores later (``_fold_unscored``, in one batch).
+                z = (value - preds) / scales
+                empirical = self.mode == "empirical"
+                if empirical or math.isfinite(np.add.reduce(z)):
+                    if empirical:
+                        self._learn(z[:, None])
+                    else:  # ``_learn`` with every error finite
+                        self.table_ = self.table_ + self.step_ * (_GRID - (z[:, None] <= self.table_))
+                    self._unscored.append((value, preds, scales, self.table_[:, _SCORED]))
+                    if len(self._unscored) >= _FOLD_EVERY:
+                        self._fold_unscored()
+                    self._register(path, scale, base)
+                    return
+            self._fold_unscored()
             valid = None if warm else origins >= self.first_origin_
             if self.uses_bases_:
                 levels = self.pending_bases_[slots, self._lags, :]
@@ -204,36 +246,85 @@ class Calibrator:
             if valid is not None:
                 z = np.where(valid[:, None], z, np.nan)
             self._learn(z)
-            quant = (levels + scales[:, None] * self.table_)[:, _SCORED] if self.uses_bases_ else (
-                preds[:, None] + scales[:, None] * self.table_[:, _SCORED]
-            )
-            diff = value - quant  # the pinball loss of models.base, averaged over the scored levels
-            loss = np.add.reduce(np.maximum(_SCORED_ROW * diff, (_SCORED_ROW - 1.0) * diff), axis=1) / _SCORED.size
-            abs_err = np.abs(value - preds)
-            rate = 1.0 / self.window
-            if warm and self.scores_known_:
-                self.score_ = (1 - rate) * self.score_ + rate * loss
-                self.abs_error_ = (1 - rate) * self.abs_error_ + rate * abs_err
-                # A non-finite loss would make the next update restart from it: back to the general path.
-                self.scores_known_ = math.isfinite(np.add.reduce(self.score_) + np.add.reduce(self.abs_error_))
+            if self.uses_bases_:
+                quant = (levels + scales[:, None] * self.table_)[:, _SCORED]
+                diff = value - quant  # the pinball loss of models.base, averaged over the scored levels
+                loss = np.add.reduce(np.maximum(_SCORED_ROW * diff, (_SCORED_ROW - 1.0) * diff), axis=1) / _SCORED.size
+                self._fold(loss, np.abs(value - preds), warm, valid)
             else:
-                if valid is None:
-                    valid = np.ones(hc, dtype=bool)
-                self.score_ = np.where(
-                    valid, np.where(np.isnan(self.score_), loss, (1 - rate) * self.score_ + rate * loss), self.score_
-                )
-                self.abs_error_ = np.where(
-                    valid,
-                    np.where(np.isnan(self.abs_error_), abs_err, (1 - rate) * self.abs_error_ + rate * abs_err),
-                    self.abs_error_,
-                )
-                self.scores_known_ = bool(warm and np.isfinite(self.score_).all() and np.isfinite(self.abs_error_).all())
-        slot = self.origins_ % hc
+                self._fold_rows(np.array([value]), preds[None, :], scales[None, :], self.table_[None, :, _SCORED], warm, valid)
+        self._register(path, scale, base)
+
+    def _register(self, path: np.ndarray, scale: float, base: np.ndarray | None) -> None:
+        """Keep a new origin's path until its points are observed."""
+        slot = self.origins_ % self.horizon_steps
         self.pending_paths_[slot] = path
         self.pending_scales_[slot] = scale
         if self.uses_bases_:
             self.pending_bases_[slot] = base
         self.origins_ += 1
+
+    def _fold_unscored(self) -> None:
+        """Fold the outcomes ``observe`` left unscored into the recent scores, in order."""
+        if not self._unscored:
+            return
+        rows, self._unscored = self._unscored, []
+        values, preds, scales, tables = zip(*rows, strict=True)
+        self._fold_rows(np.array(values), np.array(preds), np.array(scales), np.array(tables), True, None)
+
+    def _fold_rows(
+        self, values: np.ndarray, preds: np.ndarray, scales: np.ndarray, tables: np.ndarray, warm: bool, valid: np.ndarray | None
+    ) -> None:
+        """Score point paths against their outcomes and fold the losses into the recent scores.
+
+        Args:
+            values: The outcomes, shape ``(n,)``, in the order they were observed.
+            preds: What the pending origins predicted for each, ``(n, hc)``.
+            scales: Their scales, ``(n, hc)``.
+            tables: The scored levels' error quantiles each outcome is scored with, ``(n, hc, levels)``.
+            warm: Every horizon of every row has its origin (``valid`` is then ``None``).
+            valid: For a single row that is not warm, which horizons have one.
+        """
+        quant = preds[:, :, None] + scales[:, :, None] * tables
+        diff = values[:, None, None] - quant  # the pinball loss of models.base, averaged over the scored levels
+        losses = np.add.reduce(np.maximum(_SCORED_ROW * diff, (_SCORED_ROW - 1.0) * diff), axis=2) / _SCORED.size
+        abs_errs = np.abs(values[:, None] - preds)
+        start = 0
+        while start < len(values) and (len(values) - start == 1 or not (warm and self.scores_known_)):
+            self._fold(losses[start], abs_errs[start], warm, valid)
+            start += 1
+        if start == len(values):
+            return
+        # The exponentially weighted means of the rest in one pass: the same products and sums, in
+        # the same order, as folding them one by one (y = (1 - rate) * y + rate * x).
+        rate = 1.0 / self.window
+        score, abs_error = self._score, self._abs_error
+        scores, _ = lfilter([rate], [1.0, rate - 1.0], losses[start:], axis=0, zi=((1 - rate) * score)[None, :])
+        abs_errors, _ = lfilter([rate], [1.0, rate - 1.0], abs_errs[start:], axis=0, zi=((1 - rate) * abs_error)[None, :])
+        if np.isfinite(scores).all() and np.isfinite(abs_errors).all():
+            self._score, self._abs_error = scores[-1], abs_errors[-1]
+            return
+        for k in range(start, len(values)):  # a non-finite loss: one by one, as the general path does
+            self._fold(losses[k], abs_errs[k], warm, valid)
+
+    def _fold(self, loss: np.ndarray, abs_err: np.ndarray, warm: bool, valid: np.ndarray | None) -> None:
+        """Fold one outcome's losses per horizon into the recent scores."""
+        rate = 1.0 / self.window
+        if warm and self.scores_known_:
+            self._score = (1 - rate) * self._score + rate * loss
+            self._abs_error = (1 - rate) * self._abs_error + rate * abs_err
+            # A non-finite loss would make the next update restart from it: back to the general path.
+            self.scores_known_ = math.isfinite(np.add.reduce(self._score) + np.add.reduce(self._abs_error))
+            return
+        if valid is None:
+            valid = np.ones(self.horizon_steps, dtype=bool)
+        self._score = np.where(valid, np.where(np.isnan(self._score), loss, (1 - rate) * self._score + rate * loss), self._score)
+        self._abs_error = np.where(
+            valid,
+            np.where(np.isnan(self._abs_error), abs_err, (1 - rate) * self._abs_error + rate * abs_err),
+            self._abs_error,
+        )
+        self.scores_known_ = bool(warm and np.isfinite(self._score).all() and np.isfinite(self._abs_error).all())
 
     def _learn(self, z: np.ndarray) -> None:
         """Fold one row of normalised errors (``(hc, 1)`` or ``(hc, len(GRID))``, NaN when not scorable)."""
@@ -283,8 +374,10 @@ class Calibrator:
 
     def _empirical_table(self, z: np.ndarray) -> np.ndarray:
         counts = np.isfinite(z).sum(axis=0)
-        table = self._default_table(z)
         enough = counts >= 10
+        if enough.all():  # the usual case: no default rows, and no copy of the columns
+            return np.sort(_column_quantiles(z, counts).T, axis=1)
+        table = self._default_table(z)
         if enough.any():
             table[enough] = _column_quantiles(z[:, enough], counts[enough]).T
         return np.sort(table, axis=1)
@@ -332,8 +425,6 @@ def ewma_abs_diff(y: np.ndarray, *, halflife_steps: float, initial: float | None
     Returns:
         Array of the same length; element ``t`` uses points up to ``t`` only.
     """
-    from scipy.signal import lfilter
-
     y = np.asarray(y, dtype=float)
     diffs = np.abs(np.diff(y, prepend=y[:1]))
     rate = 1.0 - 0.5 ** (1.0 / max(halflife_steps, 1e-9))

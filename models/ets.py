@@ -58,7 +58,7 @@ class HoltWinters(HistoryForecaster):
         if self.period_steps is not None:
             period = int(self.period_steps)
         else:
-            found = [p for p in detect_periods(y) if p <= self.max_season_steps]
+            found = detect_periods(y, longest=self.max_season_steps)
             period = found[0] if found else 0
         window = self.fit_window_points
         if period:

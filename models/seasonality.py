@@ -86,7 +86,7 @@ def _refine(x: np.ndarray, period: int) -> int:
     per-phase means peaks sharply at the true length.
     """
     n = x.size
-    spread = period // 20 + 1
+    spread = _refine_spread(period)
     best, best_score = period, -np.inf
     total = float(np.dot(x, x))
     if total <= 0.0:
@@ -103,6 +103,11 @@ def _refine(x: np.ndarray, period: int) -> int:
     return best
 
 
+def _refine_spread(period: int) -> int:
+    """How far ``_refine`` looks on either side of ``period``."""
+    return period // 20 + 1
+
+
 def detect_periods(
     y: np.ndarray,
     *,
@@ -112,6 +117,7 @@ def detect_periods(
     threshold: float = 0.2,
     min_prominence: float = 0.1,
     min_cycles: float = 2.0,
+    longest: int | None = None,
 ) -> tuple[int, ...]:
     """Detect seasonal periods (in steps) of a series from its autocorrelation.
 
@@ -124,6 +130,10 @@ def detect_periods(
             the effective threshold is at least 4/sqrt(n)).
         min_prominence: Minimum rise of the ACF peak above the preceding trough.
         min_cycles: A period must fit at least this many times in the series.
+        longest: Periods longer than this are of no use to the caller and are left out of the
+            result (after the detection, which still sees them: the same periods as filtering the
+            result afterwards). Refining a primary period that cannot come within it is skipped,
+            the costly step on a long series (a daily cycle at a 15-s step is 5760 steps).
 
     Returns:
         Periods in steps, primary (shortest strong cycle) first; empty when there is none.
@@ -158,6 +168,8 @@ def detect_periods(
         if abs(ratio - round(ratio)) <= 0.1 and acf[lag] >= 0.5 * acf[strongest]:
             primary = lag
             break
+    if longest is not None and primary - _refine_spread(primary) > longest:
+        return ()  # refining moves it by at most the spread, and a second period is longer still
     primary = _refine(x, primary)
     periods = [primary]
 
@@ -174,4 +186,4 @@ def detect_periods(
             second = max(longer, key=lambda lag: acf[lag])
             multiple = int(round(second / primary))
             periods.append(primary * multiple)
-    return tuple(periods[:max_periods])
+    return tuple(p for p in periods[:max_periods] if longest is None or p <= longest)

@@ -188,16 +188,14 @@ def plan(
     if mode == "reactive":
         forecast_replicas = 0
         median_replicas = UNBOUNDED_REPLICAS  # no forecast: never skip a scale-up
-        path = None
     else:
-        path = forecast.quantile(q)
         end = forecast.index_at(now + timing.lead_seconds)
         # A pod ordered now serves from now + startup on: provision for the peak between
         # then and the end of the lead interval (what happens sooner is the job of the
         # pods that exist, and of the scale-in guard below).
         arrive = min(forecast.index_at(now + timing.startup_seconds), end)
-        forecast_replicas = _pods(float(path[arrive : end + 1].max()), per_pod)
-        median_replicas = _pods(float(forecast.quantile(0.5)[arrive : end + 1].max()), per_pod)
+        forecast_replicas = _pods(forecast.peak(q, arrive, end), per_pod)
+        median_replicas = _pods(forecast.peak(0.5, arrive, end), per_pod)
 
     # 3. The reactive floor: the HPA calculation on the load seen now.
     floor_target = params.fallback_utilization_ratio if mode == "reactive" else params.target_utilization_ratio
@@ -264,10 +262,10 @@ def plan(
 
     # 5. Scale-in guard: keep what the forecast needs before a replacement could start.
     guarded, guard_reason = limited, Reason.DesiredWithinRange
-    if limited < current and path is not None:
+    if limited < current and mode != "reactive":
         # Every pod removed now could only be replaced after a full startup: keep the
         # peak need from now to the end of the lead interval, as the oracle does.
-        need = _pods(float(path[forecast.index_at(now) : end + 1].max()), per_pod)
+        need = _pods(forecast.peak(q, forecast.index_at(now), end), per_pod)
         if need > limited:
             guarded, guard_reason = min(need, current), Reason.ScaleInGuard
 

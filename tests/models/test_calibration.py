@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from models import calibration
 
@@ -16,3 +17,55 @@ def test_the_fast_column_quantiles_equal_numpys_nanquantile():
         keep = counts >= 1
         expected = np.nanquantile(z[:, keep], calibration._GRID, axis=0)
         np.testing.assert_allclose(calibration._column_quantiles(z[:, keep], counts[keep]), expected, rtol=0, atol=1e-12)
+
+
+def _run_calibrator(mode: str, *, read_every_step: bool, seed: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Feed one calibrator a random walk with a few broken paths (infinite, zero scale, missing
+    values); return its scores and table at a few points, reading the scores at every step or
+    only at those points."""
+    rng = np.random.default_rng(seed)
+    hc = 9
+    cal = calibration.Calibrator(horizon_steps=hc, mode=mode, window=40, refresh_every=7)
+    y = np.cumsum(rng.normal(size=900)) + 50.0
+    w = 120
+    cal.initialise(y[:w], y[: w + 1, None] + rng.normal(size=(w + 1, hc)), np.abs(rng.normal(size=w + 1)) + 0.1)
+    seen = []
+    for k in range(600):
+        value = np.nan if k % 53 == 11 else y[w + k]
+        path = y[w + k] + rng.normal(size=hc)
+        if k in (460, 523):  # late: an infinite loss stays in the mean until the next refit
+            path[3] = np.inf
+        scale = 0.0 if k % 131 == 7 else float(abs(rng.normal()) + 0.1)
+        cal.observe(value, path, scale)
+        if read_every_step or k % 150 == 149:
+            snapshot = (cal.score_.copy(), cal.abs_error_.copy(), cal.table_.copy())
+            if k % 150 == 149:
+                seen.append(snapshot)
+    return seen
+
+
+@pytest.mark.parametrize("mode", calibration.MODES)
+def test_scores_folded_in_batches_equal_scores_folded_at_every_observation(mode: str):
+    # ``observe`` leaves the usual step's scores to a batch (``_fold_unscored``); reading the
+    # scores folds at once. Read at every step or seldom, the figures must be the same to the bit.
+    with np.errstate(all="ignore"):
+        every = _run_calibrator(mode, read_every_step=True, seed=4)
+        seldom = _run_calibrator(mode, read_every_step=False, seed=4)
+    assert len(every) == len(seldom) == 4
+    for (s1, a1, t1), (s2, a2, t2) in zip(every, seldom, strict=True):
+        assert np.array_equal(s1, s2, equal_nan=True)
+        assert np.array_equal(a1, a2, equal_nan=True)
+        assert np.array_equal(t1, t2, equal_nan=True)
+    assert np.isfinite(seldom[0][0]).sum() >= 7  # scored (a zero scale can leave a horizon at NaN for a while)
+
+
+def test_the_batched_fold_keeps_the_exponentially_weighted_mean():
+    # The recent score is an exponentially weighted mean of the per-step losses with rate 1/window:
+    # after a constant error it converges to that error's pinball loss.
+    hc = 3
+    cal = calibration.Calibrator(horizon_steps=hc, mode="empirical", window=20, refresh_every=1000)
+    cal.initialise(np.zeros(50), np.zeros((51, hc)), np.ones(51))
+    for _ in range(2000):
+        cal.observe(1.0, np.zeros(hc), 1.0)
+    # Every prediction is 0 and every outcome 1: the absolute error is 1 at every horizon.
+    np.testing.assert_allclose(cal.abs_error_, 1.0, rtol=1e-12)

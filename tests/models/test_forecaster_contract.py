@@ -225,3 +225,33 @@ def test_index_at_picks_the_first_point_at_or_after_a_time_and_clamps_to_the_hor
     assert f.index_at(1e9) == 3  # past the horizon: the last point
     # a time a rounding error past a point still maps to that point
     assert f.index_at(115.0 + 1e-12) == 1
+
+
+def test_peak_is_the_largest_value_of_the_quantile_path_over_an_index_range() -> None:
+    rng = np.random.default_rng(7)
+    levels = (0.1, 0.5, 0.85, 0.975)
+    values = rng.normal(size=(len(levels), 12)).cumsum(axis=1)
+    f = base.make_forecast(start=0.0, step_seconds=15.0, mean=values[1], levels=levels, values=values)
+    for level in (*levels, 0.7, 0.6, 0.99):  # stored levels, interpolated ones, one past the grid
+        path = f.quantile(level)
+        for first, last in ((0, 11), (3, 7), (5, 5), (9, 11)):
+            assert f.peak(level, first, last) == float(path[first : last + 1].max())
+    # A forecast built by the constructor answers the same.
+    g = base.Forecast(start=0.0, step_seconds=15.0, mean=f.mean, quantiles=dict(f.quantiles))
+    assert g.peak(0.85, 2, 9) == f.peak(0.85, 2, 9) == float(np.sort(values, axis=0)[2, 2:10].max())
+
+
+def test_make_forecast_keeps_its_table_read_only_and_apart_from_the_callers_arrays() -> None:
+    mean = np.arange(5.0)
+    values = np.vstack([mean - 1.0, mean, mean + 1.0])[::-1].copy()  # rows out of order: it sorts them
+    f = base.make_forecast(start=0.0, step_seconds=60.0, mean=mean, levels=(0.1, 0.5, 0.9), values=values)
+    mean[:] = -7.0
+    values[:] = -7.0
+    assert f.mean.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert f.quantile(0.1).tolist() == (np.arange(5.0) - 1.0).tolist()
+    assert f.quantile(0.9).tolist() == (np.arange(5.0) + 1.0).tolist()
+    for array in (f.mean, *f.quantiles.values()):
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] = 1.0
+    with pytest.raises(ValueError, match=r"quantile 0.1 has shape \(5,\), mean has \(4,\)"):
+        base.make_forecast(start=0.0, step_seconds=60.0, mean=np.arange(4.0), levels=(0.1, 0.5, 0.9), values=values)

@@ -78,3 +78,17 @@ def test_autocorrelation_matches_the_direct_formula() -> None:
     direct = [centred[: 50 - k] @ centred[k:] / ((50 - k) * var) for k in range(6)]
 
     np.testing.assert_allclose(acf, direct, atol=1e-12)
+
+
+@pytest.mark.parametrize("longest", [10, 24, 100, 167, 168, 1000])
+def test_periods_longer_than_wanted_are_left_out_as_if_filtered_afterwards(longest: int) -> None:
+    # ``longest`` skips refining a primary period that cannot come within it; what is returned
+    # must be exactly what filtering the full answer gives.
+    n = 24 * 7 * 5
+    t = np.arange(n)
+    weekend = ((t // 24) % 7 >= 5).astype(float)
+    weekly = np.sin(2 * np.pi * t / 24) * (1.0 - 0.6 * weekend) - 1.5 * weekend + np.random.default_rng(2).normal(0.0, 0.2, n)
+    for y in (weekly, sine(3000, 288, noise=0.5), sine(2000, 24), sine(3000, 700, noise=0.2)):
+        full = detect_periods(y)
+        assert full, "each series has a period"
+        assert detect_periods(y, longest=longest) == tuple(p for p in full if p <= longest)
