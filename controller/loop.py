@@ -73,6 +73,7 @@ from pydantic import ValidationError
 
 from controller import policies, statecodec
 from controller.decide import leadtime, planner
+from controller.decide.baseline import ReferenceMemory
 from controller.domain import Decision, Reason, Recommendation, Sample, Series, WorkloadRef
 from controller.policies import Policy, PolicyPorts, PredictivePolicy
 from controller.ports import Clock, MetricsSource
@@ -961,7 +962,7 @@ class Controller:
         if decoded.startup_samples and hasattr(m.policy, "startup"):
             est = m.policy.startup  # type: ignore[attr-defined]
             m.policy.startup = dataclasses.replace(est, samples=decoded.startup_samples)  # type: ignore[attr-defined]
-        m.state_signature = self._signature(m)
+        m.state_signature = self._signature(m, self._reference_memory(m))
         m.initialized = True
 
     async def _prime(self, m: _Managed, now: float) -> None:
@@ -1040,14 +1041,20 @@ class Controller:
         if m.mode == "active" and self.may_act():
             await self._persist_state(m, now)
 
-    def _signature(self, m: _Managed) -> Any:
-        """What a restart needs, without the times that move every tick (see the module docstring)."""
+    @staticmethod
+    def _reference_memory(m: _Managed) -> ReferenceMemory | None:
+        return m.policy.reference_memory() if isinstance(m.policy, PredictivePolicy) else None
+
+    def _signature(self, m: _Managed, memory: ReferenceMemory | None) -> Any:
+        """What a restart needs, without the times that move every tick (see the module docstring).
+
+        ``memory`` is ``_reference_memory(m)``, which the caller may need as well.
+        """
         policy = m.policy
         state = policy.state if policy is not None else None
         if state is None:
             return None
         samples = getattr(getattr(policy, "startup", None), "samples", ())
-        memory = policy.reference_memory() if isinstance(policy, PredictivePolicy) else None
         return (
             frozenset(r.replicas for r in state.recommendations),
             state.scale_up_events,
@@ -1057,13 +1064,13 @@ class Controller:
         )
 
     async def _persist_state(self, m: _Managed, now: float) -> None:
-        signature = self._signature(m)
+        memory = self._reference_memory(m)
+        signature = self._signature(m, memory)
         if signature == m.state_signature:
             return
         policy = m.policy
         assert policy is not None
         samples = getattr(getattr(policy, "startup", None), "samples", ())
-        memory = policy.reference_memory() if isinstance(policy, PredictivePolicy) else None
         text = statecodec.encode(
             policy.state, now=now, keep_seconds=m.keep_seconds, event_keep_seconds=m.event_keep_seconds,
             startup_samples=samples, reference=memory, include_written_at=True,
