@@ -80,6 +80,7 @@ from controller.ports import Clock, MetricsSource
 from controller.server import DecisionLog, Health, log_decision
 from controller.settings import ControllerSettings, SettingsError, WorkloadSettings
 from controller.telemetry import Telemetry
+from models.core import Buffer
 
 log = logging.getLogger(__name__)
 
@@ -221,11 +222,11 @@ class LivePredictivePolicy(PredictivePolicy):
         idx, vals = index[keep][::-1], values[keep][::-1]  # latest point first
         _, first = np.unique(idx, return_index=True)
         steps[idx[first]] = vals[first]
-        self._history = [float(v) for v in steps[::-1]]
+        self._history = Buffer(steps[::-1], self._history.capacity)
         self._history_end = end
         self._bucket, self._bucket_start = [], None
         if len(self._history) >= self._first_fit_steps:
-            y = np.asarray(self._history[-self._history_steps :], dtype=float)
+            y = self._fit_window()
             start = end - (len(y) - 1) * self._step
             self._model = await asyncio.to_thread(self._fit, y, start)
             self._next_refit = end + self._refit_interval
@@ -260,9 +261,9 @@ class LivePredictivePolicy(PredictivePolicy):
         value = self._completed_step(now, load)
         if value is None:
             return None
-        if not self._fit_due(now, self._kept_steps(len(self._history) + 1)):
+        if not self._fit_due(now, min(len(self._history) + 1, self._history.capacity)):
             return None
-        y = np.asarray([*self._history, value][-self._history_steps :], dtype=float)
+        y = np.append(self._history.view(), value)[-self._history_steps :]
         return y, now - (len(y) - 1) * self._step
 
     async def _prefit_if_due(self) -> None:
@@ -274,7 +275,7 @@ class LivePredictivePolicy(PredictivePolicy):
         self._prefit = (self._now_seen, y, model)
 
     def _refit(self, now: float) -> None:
-        y = np.asarray(self._history[-self._history_steps :], dtype=float)
+        y = self._fit_window()
         prefit, self._prefit = self._prefit, None
         if prefit is not None and prefit[0] == now and np.array_equal(prefit[1], y, equal_nan=True):
             self._model = prefit[2]

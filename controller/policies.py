@@ -23,6 +23,7 @@ from controller.domain import ControllerState, Decision, Observation, WorkloadRe
 from controller.ports import Clock, MetricsSource, PodCounter, ReplicaActuator
 from controller.settings import ControllerSettings, WorkloadSettings
 from models.base import Forecast, Forecaster
+from models.core import Buffer
 
 #: Options of the forecasters the policy builds, by model name; the simulator and the live
 #: loop both use them, so the policy that is scored is the policy that runs.
@@ -314,7 +315,8 @@ class PredictivePolicy:
         self._since = -float("inf")
         self._bucket: list[float] = []
         self._bucket_start: float | None = None
-        self._history: list[float] = []
+        # A numpy buffer, not a list of floats: 14 days of 15-s steps are 80,640 points per workload.
+        self._history = Buffer(np.empty(0), max(self._history_steps, self._first_fit_steps))
         self._history_end = 0.0  # time of the last history point
         self._model: Forecaster | None = None
         self._next_refit = float("inf")
@@ -446,7 +448,6 @@ class PredictivePolicy:
             return
         self._bucket, self._bucket_start = [], None
         self._history.append(value)
-        del self._history[: len(self._history) - self._kept_steps(len(self._history))]
         self._history_end = now
 
         if self._fit_due(now, len(self._history)):
@@ -463,9 +464,10 @@ class PredictivePolicy:
             return None
         return self.step_value([*self._bucket, np.nan if load is None else load])
 
-    def _kept_steps(self, history_len: int) -> int:
-        """Steps kept of a history this long: trimmed to ``history_steps`` once past twice that."""
-        return self._history_steps if history_len > 2 * self._history_steps else history_len
+    def _fit_window(self) -> np.ndarray:
+        """The history a refit now fits on: the last ``history_steps`` steps, copied (a fit may run
+        in another thread while the buffer moves on)."""
+        return self._history.view()[-self._history_steps :].copy()
 
     def _fit_due(self, now: float, history_len: int) -> bool:
         """Whether a step completed at ``now`` with ``history_len`` steps kept refits the model."""
@@ -488,7 +490,7 @@ class PredictivePolicy:
         return np.nan
 
     def _refit(self, now: float) -> None:
-        y = np.asarray(self._history[-self._history_steps :], dtype=float)
+        y = self._fit_window()
         start = self._history_end - (len(y) - 1) * self._step
         model = self._factory()
         model.fit(y, step_seconds=self._step, start_seconds=start)

@@ -41,7 +41,8 @@ class FallbackNeeded(Exception):  # noqa: N818 - a signal, not an error
 
 
 class Buffer:
-    """The most recent ``capacity`` values of a growing series, with amortised O(1) appends."""
+    """The most recent values of a growing series, with amortised O(1) appends: at least the last
+    ``capacity`` (all when fewer came), up to twice as many between compactions."""
 
     def __init__(self, values: np.ndarray, capacity: int) -> None:
         self.capacity = max(int(capacity), 1)
@@ -65,6 +66,16 @@ class Buffer:
             self._data[self._len : self._len + values.size] = values
             self._len += values.size
         self.total += values.size
+
+    def append(self, value: float) -> None:
+        """Append one value (``extend`` without the array)."""
+        if self._len == self._data.size:
+            keep = self.capacity - 1
+            self._data[:keep] = self._data[self._len - keep : self._len]
+            self._len = keep
+        self._data[self._len] = value
+        self._len += 1
+        self.total += 1
 
     def view(self) -> np.ndarray:
         """The stored values, oldest first (a read-only view; copy before keeping it)."""
