@@ -261,9 +261,9 @@ class LivePredictivePolicy(PredictivePolicy):
         value = self._completed_step(now, load)
         if value is None:
             return None
-        if not self._fit_due(now, min(len(self._history) + 1, self._history.capacity)):
+        if not self._fit_due(now, len(self._history) + 1):
             return None
-        y = np.append(self._history.view(), value)[-self._history_steps :]
+        y = np.append(self._history.view()[-(self._history_steps - 1) :], value)
         return y, now - (len(y) - 1) * self._step
 
     async def _prefit_if_due(self) -> None:

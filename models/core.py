@@ -59,23 +59,25 @@ class Buffer:
             self._data[: self.capacity] = values[-self.capacity :]
             self._len = self.capacity
         else:
-            if self._len + values.size > self._data.size:
-                keep = self.capacity - values.size
-                self._data[:keep] = self._data[self._len - keep : self._len]
-                self._len = keep
+            self._make_room(values.size)
             self._data[self._len : self._len + values.size] = values
             self._len += values.size
         self.total += values.size
 
     def append(self, value: float) -> None:
         """Append one value (``extend`` without the array)."""
-        if self._len == self._data.size:
-            keep = self.capacity - 1
-            self._data[:keep] = self._data[self._len - keep : self._len]
-            self._len = keep
+        self._make_room(1)
         self._data[self._len] = value
         self._len += 1
         self.total += 1
+
+    def _make_room(self, n: int) -> None:
+        """Before appending ``n < capacity`` values: when they would not fit, move the latest
+        ``capacity - n`` to the front."""
+        if self._len + n > self._data.size:
+            keep = self.capacity - n
+            self._data[:keep] = self._data[self._len - keep : self._len]
+            self._len = keep
 
     def view(self) -> np.ndarray:
         """The stored values, oldest first (a read-only view; copy before keeping it)."""
