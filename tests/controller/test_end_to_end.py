@@ -22,7 +22,9 @@ from controller.sim import localcluster
 pytestmark = pytest.mark.usefixtures("no_leftover_tasks")
 
 HISTORY = 300  # trace steps of flat history before the replay
-FLAT, RAMP, PEAK, AFTER = 2, 6, 4, 10  # trace steps of each phase of the replay
+FLAT, RAMP, PEAK, AFTER = 2, 6, 4, 14  # trace steps of each phase of the replay
+# AFTER: the demo's scale-in waits a 6-s stabilisation window, then halves at most every 2 s;
+# 14 s leave a loaded 2-core machine (delayed 0.5-s ticks) time for two halvings
 LOW, HIGH = 20.0, 150.0  # requests per second of the trace (its p99, 150, becomes 20 pods)
 
 
