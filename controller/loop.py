@@ -80,7 +80,6 @@ from controller.ports import Clock, MetricsSource
 from controller.server import DecisionLog, Health, log_decision
 from controller.settings import ControllerSettings, SettingsError, WorkloadSettings
 from controller.telemetry import Telemetry
-from models.core import Buffer
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +221,7 @@ class LivePredictivePolicy(PredictivePolicy):
         idx, vals = index[keep][::-1], values[keep][::-1]  # latest point first
         _, first = np.unique(idx, return_index=True)
         steps[idx[first]] = vals[first]
-        self._history = Buffer(steps[::-1], self._history.capacity)
+        self._history = self._new_history(steps[::-1])
         self._history_end = end
         self._bucket, self._bucket_start = [], None
         if len(self._history) >= self._first_fit_steps:

@@ -96,8 +96,10 @@ class AutoSelect:
         """Fit every candidate on ``y`` and choose among them (see ``models.base.Forecaster.fit``)."""
         y = np.asarray(y, dtype=float).ravel()
         self.step_seconds_ = float(step_seconds)
-        keep = max(int(self.history_seconds / self.step_seconds_), 64)
-        self.history_ = Buffer(y, keep)
+        # As much as a candidate fits on (``HistoryForecaster.fit``), so an internal refit reads the
+        # same history however full the buffer is; an eighth spare, as the policy's own history.
+        keep = max(int(self.history_seconds / self.step_seconds_), 2 * self.max_horizon_steps, 64)
+        self.history_ = Buffer(y, keep, spare=max(keep // 8, 64))
         self.start_seconds_ = float(start_seconds) + (y.size - len(self.history_)) * self.step_seconds_
         self.models_ = {}
         for name in self.candidates:

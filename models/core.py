@@ -42,12 +42,16 @@ class FallbackNeeded(Exception):  # noqa: N818 - a signal, not an error
 
 class Buffer:
     """The most recent values of a growing series, with amortised O(1) appends: at least the last
-    ``capacity`` (all when fewer came), up to twice as many between compactions."""
+    ``capacity`` (all when fewer came), up to ``capacity + spare`` between compactions.
 
-    def __init__(self, values: np.ndarray, capacity: int) -> None:
+    ``spare`` (default ``capacity``) is the memory traded for fewer compactions: each moves the
+    latest ``capacity`` values to the front once per ``spare`` appended values.
+    """
+
+    def __init__(self, values: np.ndarray, capacity: int, *, spare: int | None = None) -> None:
         self.capacity = max(int(capacity), 1)
         values = np.asarray(values, dtype=float)[-self.capacity :]
-        self._data = np.empty(2 * self.capacity)
+        self._data = np.empty(self.capacity + max(int(self.capacity if spare is None else spare), 1))
         self._data[: values.size] = values
         self._len = values.size
         self.total = values.size  # points ever appended (for phase bookkeeping)
@@ -254,8 +258,8 @@ class HistoryForecaster:
             self.calibrator_.observe(values[i], paths[i], scale, None if bases is None else bases[i])
         self.scale_ = scale
         self.filled_last_ = float(filled[-1])
-        self.path_ = paths[-1]
-        self.base_ = None if bases is None else bases[-1]
+        self.path_ = paths[-1].copy()  # a view would keep the whole chunk's paths alive
+        self.base_ = None if bases is None else bases[-1].copy()
         return self
 
     def _update_one(self, value: float) -> Self:
@@ -412,8 +416,9 @@ class HistoryForecaster:
             # Row j of the paths was made at the origin with scale scales[n - replay - 1 + j] and
             # predicts targets j, j + 1, ... (the layout of ``Calibrator.initialise``).
             self.replay_ = (y[n - replay :].copy(), paths, scales[n - replay - 1 :].copy())
-        self.path_ = paths[-1]
-        self.base_ = None if bases is None else bases[-1]
+        # Copies: a view would keep the whole replay's paths (a day of them) alive with the model.
+        self.path_ = paths[-1].copy()
+        self.base_ = None if bases is None else bases[-1].copy()
         self.scale_ = float(scales[-1])
         self.filled_last_ = float(filled[-1])
 

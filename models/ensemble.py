@@ -85,7 +85,7 @@ class MedianEnsemble:
             self.calibrator_.initialise(targets, paths, scales)
         else:
             self.calibrator_.start_without_replay(paths[-1], float(scales[-1]))
-        self.path_ = paths[-1]
+        self.path_ = paths[-1].copy()  # not a view: the replay's paths are freed after the fit
         self.scale_ = float(scales[-1])
 
     def update(self, new_points: np.ndarray | float) -> Self:
