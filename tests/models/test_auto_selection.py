@@ -59,6 +59,32 @@ def test_auto_never_refits_by_itself_when_the_interval_is_zero() -> None:
     model.update(y[300:])
 
     assert model.models_ == first_models
+    assert model.history_ is None  # the caller refits: no history kept for it
+    keeping = models.create("auto", max_horizon_steps=2, candidates=("naive", "ets"), refit_interval_steps=10**9)
+    keeping.fit(y[:300], step_seconds=STEP).update(y[300:])
+    assert keeping.history_ is not None
+    a, b = model.predict(2, (0.1, 0.5, 0.9)), keeping.predict(2, (0.1, 0.5, 0.9))
+    assert a.start == b.start == 400 * STEP
+    np.testing.assert_array_equal(a.mean, b.mean)
+    for q in (0.1, 0.5, 0.9):
+        np.testing.assert_array_equal(a.quantile(q), b.quantile(q))
+
+
+def test_an_internal_refit_fits_on_the_same_history_as_a_fresh_fit_on_the_latest_points() -> None:
+    rng = np.random.default_rng(3)
+    y = 10.0 + np.sin(2 * np.pi * np.arange(500) / 24) + rng.normal(0.0, 0.1, 500)
+    # 40 horizons: a candidate fits on at least two horizons' worth (80 steps), more than the 40 asked
+    kwargs = {"max_horizon_steps": 40, "candidates": ("naive", "ets"), "history_seconds": 40 * STEP}
+    model = models.create("auto", refit_interval_steps=70, **kwargs).fit(y[:300], step_seconds=STEP)
+    for start in range(300, 450, 10):  # the buffer compacts just before the refits at 370 and 440
+        model.update(y[start : start + 10])
+    # the last refit (at 440 points) fitted the latest 80, what its candidates fit on
+    fresh = models.create("auto", refit_interval_steps=0, **kwargs).fit(y[360:440], step_seconds=STEP, start_seconds=360 * STEP)
+    fresh.update(y[440:450])
+    a, b = model.predict(2, (0.1, 0.9)), fresh.predict(2, (0.1, 0.9))
+    assert a.start == b.start == 450 * STEP
+    np.testing.assert_array_equal(a.mean, b.mean)
+    np.testing.assert_array_equal(a.quantile(0.9), b.quantile(0.9))
 
 
 def _spiky_seasonal(n: int = 24 * 30, *, seed: int = 8) -> np.ndarray:
