@@ -27,6 +27,14 @@ import numpy as np
 DEFAULT_QUANTILES: tuple[float, ...] = (0.025, 0.1, 0.5, 0.9, 0.975)
 
 
+def lfilter(b: list[float], a: list[float], x: np.ndarray, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
+    """``scipy.signal.lfilter``, imported on first use: importing ``scipy.signal`` takes about
+    1.2 s, which every command (``--help`` and ``config validate`` too) would otherwise pay."""
+    from scipy.signal import lfilter as scipy_lfilter  # noqa: PLC0415 - deliberately lazy
+
+    return scipy_lfilter(b, a, x, **kwargs)
+
+
 @dataclass(frozen=True, slots=True)
 class Forecast:
     """A probabilistic forecast of the next ``len(mean)`` points of one series.

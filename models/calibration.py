@@ -23,9 +23,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.signal import lfilter
 
-from models.base import DEFAULT_QUANTILES, combine_levels, interpolation_weights, pinball_loss
+from models.base import DEFAULT_QUANTILES, combine_levels, interpolation_weights, lfilter, pinball_loss
 
 #: Levels on which the error quantiles are kept; requested levels are interpolated between them.
 GRID: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.975, 0.99)
@@ -42,6 +41,7 @@ MODES = ("adaptive", "empirical")
 _FOLD_EVERY = 64
 # Interpolation rows and weights from GRID to each tuple of levels asked for (``Calibrator.quantiles``).
 _WEIGHTS: dict[tuple[float, ...], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+
 
 
 class Calibrator:

@@ -21,9 +21,9 @@ import warnings
 from typing import ClassVar
 
 import numpy as np
-from scipy.signal import lfilter
 
 from models import register
+from models.base import lfilter
 from models.core import FallbackNeeded, HistoryForecaster
 from models.seasonality import detect_periods
 
