@@ -5,15 +5,17 @@ with the default ``ControllerSettings``: the ``auto`` model, 14 days of history 
 15-s loop interval), primed as the loop primes it from Prometheus: 14 days of 15-s points
 (80,640), here NASA-HTTP July 1995 (../shared/traces/, 1-minute) interpolated to 15 s and
 scaled to about 20 pods at its peak. Priming fits the first model, so what is measured is a
-workload as it stands after its first fit, when the largest buffers (the load history, the
-model's own history and each candidate's day of errors per horizon) are allocated in full.
+workload as it stands after its first fit, when the largest buffers (the load history and each
+candidate's day of errors per horizon) are allocated in full.
 Not measured: what ticks add later, the shadow HPA's and the rungs' counterfactual pods and a
 tally per day for ``forecast.reference_days`` (a few numbers per pod and per day).
 
-Measured with ``tracemalloc`` (Python objects and numpy buffers alike): the memory still held
-after priming ``--workloads`` policies, divided by their number, and the share of it in numpy
-arrays by owner (the policy's load history, the fitted model, the rest). The process's peak
-resident size is printed for reference (it includes the interpreter and libraries).
+Measured twice, on ``--workloads`` policies each time, after one primed first and not counted
+(the first fit imports and caches what every later one shares): the growth of the process's
+resident size (``/proc/self/statm``; what the allocator took from the system), and with
+``tracemalloc`` the memory Python still holds, with the share of it in numpy arrays by owner
+(the policy's load history, the fitted model, the rest). The resident size of the process with
+the live controller's imports (``controller.runcli``) and one workload is printed too.
 
 Usage: python benchmarks/policy_memory.py [--traces-dir ../shared/traces] [--workloads 3]
 """
@@ -32,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from controller import loop
+from controller import loop, runcli  # noqa: F401 - runcli: the live controller's imports, in the base size
 from controller.policies import PolicyPorts
 from controller.settings import ControllerSettings
 
@@ -52,6 +54,12 @@ def history(source: Path, step: float) -> tuple[np.ndarray, np.ndarray]:
 
 # Not per-workload state: code, classes and modules (a function's globals would reach every module).
 _NOT_STATE = (type, str, bytes, int, float, types.FunctionType, types.MethodType, types.ModuleType, types.BuiltinFunctionType)
+
+
+def resident_bytes() -> int:
+    """The process's resident size now (Linux ``/proc/self/statm``)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
 
 
 def array_bytes(root: object) -> int:
@@ -94,17 +102,26 @@ async def main() -> int:
     ports = PolicyPorts(clock=None, metrics=None, pods=None, actuator=None)  # priming does no I/O
 
     # One workload first, not counted: the first fit imports and caches what every later one shares.
-    await loop.build_predictive_policy(settings, settings.workloads[0], ports).prime(times, values)
+    kept = [loop.build_predictive_policy(settings, settings.workloads[0], ports)]
+    await kept[0].prime(times, values)
     gc.collect()
+    base_rss = resident_bytes()
+    started = time.perf_counter()
+    for workload in settings.workloads:
+        policy = loop.build_predictive_policy(settings, workload, ports)
+        await policy.prime(times, values)
+        kept.append(policy)
+    elapsed = time.perf_counter() - started
+    gc.collect()
+    rss = resident_bytes() - base_rss
+
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     policies = []
-    started = time.perf_counter()
     for workload in settings.workloads:
         policy = loop.build_predictive_policy(settings, workload, ports)
         steps = await policy.prime(times, values)
         policies.append(policy)
-    elapsed = time.perf_counter() - started
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
@@ -117,6 +134,7 @@ async def main() -> int:
     mib = 1024.0 * 1024.0
     print(f"policy_memory: {n} workloads, model {settings.forecast.model!r}, {steps} steps of"
           f" {settings.loop.interval_seconds:g} s history each (primed and fitted in {elapsed:.1f} s)")  # fmt: skip
+    print(f"{'resident per workload':40s} {rss / n / mib:8.2f} MiB")
     print(f"{'held per workload (tracemalloc)':40s} {held / n / mib:8.2f} MiB")
     print(f"{'  in numpy arrays':40s} {total_arrays / mib:8.2f} MiB")
     print(f"{'    the policy load history':40s} {hist / mib:8.2f} MiB")
@@ -124,8 +142,8 @@ async def main() -> int:
     for name, candidate in getattr(p._model, "models_", {}).items():
         print(f"{'      candidate ' + name:40s} {array_bytes(candidate) / mib:8.2f} MiB")
     print(f"{'    the rest (forecast, planner state)':40s} {(total_arrays - model - hist) / mib:8.2f} MiB")
-    print(f"{'at 200 workloads':40s} {200 * held / n / mib:8.0f} MiB")
-    print(f"{'process peak resident size':40s} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:8.0f} MiB")
+    print(f"{'resident, imports and one workload':40s} {base_rss / mib:8.0f} MiB")
+    print(f"{'resident at 200 workloads (estimate)':40s} {(base_rss + 200 * rss / n) / mib:8.0f} MiB")
     return 0
 
 

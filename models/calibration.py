@@ -43,7 +43,6 @@ _FOLD_EVERY = 64
 _WEIGHTS: dict[tuple[float, ...], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
-
 class Calibrator:
     """Keeps the error quantiles of one model for horizons ``1..horizon_steps``.
 

@@ -44,8 +44,9 @@ class Buffer:
     """The most recent values of a growing series, with amortised O(1) appends: at least the last
     ``capacity`` (all when fewer came), up to ``capacity + spare`` between compactions.
 
-    ``spare`` (default ``capacity``) is the memory traded for fewer compactions: each moves the
-    latest ``capacity`` values to the front once per ``spare`` appended values.
+    ``spare`` (default ``capacity``) is the memory traded for fewer compactions: a compaction
+    moves the latest values to the front (as many as stay with those being appended), about
+    once per ``spare`` appended values.
     """
 
     def __init__(self, values: np.ndarray, capacity: int, *, spare: int | None = None) -> None:

@@ -159,10 +159,14 @@ def grants(rules: list[dict[str, Any]], group: str, resource: str, verb: str) ->
 
 def test_rbac_grants_what_the_controller_does(objects):
     cluster = rules_of(objects, "ClusterRole")
-    assert grants(cluster, "apps", "deployments/scale", "patch")
-    assert grants(cluster, "apps", "statefulsets/scale", "patch")
-    assert grants(cluster, "apps", "deployments", "patch")  # the state annotation
-    assert grants(cluster, "argoproj.io", "rollouts/scale", "patch")
+    for kind in ("deployments", "statefulsets"):
+        assert grants(cluster, "apps", kind, "list")  # discovery by annotation, cluster-wide
+        for verb in ("get", "patch"):  # the state annotation; the replica count
+            assert grants(cluster, "apps", kind, verb)
+            assert grants(cluster, "apps", f"{kind}/scale", verb)
+    for resource in ("rollouts", "rollouts/scale"):
+        for verb in ("get", "patch"):
+            assert grants(cluster, "argoproj.io", resource, verb)
     assert grants(cluster, "", "pods", "list")
     assert grants(cluster, "", "events", "create")
     assert grants(cluster, "autoscaling", "horizontalpodautoscalers", "list")

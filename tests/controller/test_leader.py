@@ -133,6 +133,8 @@ async def test_only_the_leader_acts_and_the_other_takes_over_when_it_dies(prom):
             bound = TIMINGS.lease_duration_seconds + 2 * TIMINGS.retry_period_seconds + 2
             took_over = await wait_for(b.elector.is_leading, bound)
             assert took_over <= bound
+            # and not before the lease could have expired: renewed at most a retry before the kill
+            assert took_over >= TIMINGS.lease_duration_seconds - TIMINGS.retry_period_seconds - 0.5
             await wait_for(lambda: replicas(server) == 8, 10)
             assert b.patches and min(b.patches) > killed
             assert max(a.patches) < killed

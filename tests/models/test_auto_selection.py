@@ -60,6 +60,7 @@ def test_auto_never_refits_by_itself_when_the_interval_is_zero() -> None:
 
     assert model.models_ == first_models
     assert model.history_ is None  # the caller refits: no history kept for it
+    # and updating without one advances every candidate as with one
     keeping = models.create("auto", max_horizon_steps=2, candidates=("naive", "ets"), refit_interval_steps=10**9)
     keeping.fit(y[:300], step_seconds=STEP).update(y[300:])
     assert keeping.history_ is not None
