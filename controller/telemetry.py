@@ -37,7 +37,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, ProcessCollector
 
 from controller.domain import Decision
 
@@ -239,6 +239,9 @@ class Telemetry:
         self.phase = Enum(
             "controller_phase", "Phase of this replica.", namespace=ns, registry=r, states=list(CONTROLLER_PHASES)
         )
+        # The process's own memory, CPU and file descriptors (Linux), under the project's prefix:
+        # memory grows with the managed workloads (docs/running.md, Overhead).
+        ProcessCollector(namespace=ns, registry=r)
 
         # Pre-create the label values known up front, so the first event is seen by rate().
         for endpoint in PROMETHEUS_ENDPOINTS:

@@ -265,3 +265,10 @@ def test_the_forecast_error_of_a_decision_is_exported():
     assert registry.get_sample_value("scaleahead_forecast_error_ratio", {"workload": "shop/web"}) == 0.25
     t.record_decision("shop/web", decision)  # nothing came due: the last value stays
     assert registry.get_sample_value("scaleahead_forecast_error_ratio", {"workload": "shop/web"}) == 0.25
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="the process collector reads /proc (Linux)")
+def test_the_controller_exports_its_own_resident_memory_and_cpu(tel, registry):
+    resident = registry.get_sample_value("scaleahead_process_resident_memory_bytes")
+    assert resident is not None and resident > 10 * 2**20  # this very process: an interpreter with numpy loaded
+    assert registry.get_sample_value("scaleahead_process_cpu_seconds_total") > 0
