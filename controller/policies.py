@@ -470,7 +470,7 @@ class PredictivePolicy:
         ``history_steps`` and compares its length with the first fit's steps, never more than
         its capacity, so the spare changes no decision."""
         capacity = max(self._history_steps, self._first_fit_steps)
-        return Buffer(values, capacity, spare=max(capacity // 8, 64))
+        return Buffer.lean(values, capacity)
 
     def _fit_window(self) -> np.ndarray:
         """The history a refit now fits on: the last ``history_steps`` steps, copied (a fit may run

@@ -98,9 +98,9 @@ class AutoSelect:
         self.step_seconds_ = float(step_seconds)
         # History for internal refits only (none when the caller refits: 14 days of 15-s steps are
         # 0.7 MiB): as much as a candidate fits on (``HistoryForecaster.fit``), so a refit reads the
-        # same history however full the buffer is; an eighth spare, as the policy's own history.
+        # same history however full the buffer is (``Buffer.lean``, as the policy's own history).
         keep = max(int(self.history_seconds / self.step_seconds_), 2 * self.max_horizon_steps, 64)
-        self.history_ = None if self.refit_interval_steps == 0 else Buffer(y, keep, spare=max(keep // 8, 64))
+        self.history_ = None if self.refit_interval_steps == 0 else Buffer.lean(y, keep)
         self.start_seconds_ = float(start_seconds) + max(y.size - keep, 0) * self.step_seconds_
         self.models_ = {}
         for name in self.candidates:
