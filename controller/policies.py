@@ -89,10 +89,10 @@ def planner_params(settings: ControllerSettings, workload: WorkloadSettings) -> 
 
 
 def reference_params(settings: ControllerSettings, workload: WorkloadSettings) -> baseline.ReferenceParams | None:
-    """The counterfactual HPA and the quantile ladder (``forecast.quantile``, then ``raise_quantile_to``
-    and ``lower_quantile_to``); ``None`` when both are empty."""
-    higher, lower = settings.forecast.raise_quantile_to, settings.forecast.lower_quantile_to
-    if not higher and not lower:
+    """The counterfactual HPA and the quantile ladder (``forecast.quantile``, then ``raise_quantile_to``,
+    ``lower_quantile_to`` and ``lean_quantile``); ``None`` when there is no other rung."""
+    higher, lower, lean = settings.forecast.raise_quantile_to, settings.forecast.lower_quantile_to, settings.forecast.lean_quantile
+    if not higher and not lower and lean is None:
         return None
     replicas = settings.effective_replicas(workload)
     reference_hpa = hpa.HpaParams(
@@ -102,12 +102,13 @@ def reference_params(settings: ControllerSettings, workload: WorkloadSettings) -
     )
     return baseline.ReferenceParams(
         hpa=reference_hpa,
-        quantiles=(settings.forecast.quantile, *higher, *lower),
+        quantiles=(settings.forecast.quantile, *higher, *lower, *([] if lean is None else [lean])),
         days=settings.forecast.reference_days,
+        lean=lean is not None,
     )
 
 
-def rung_params(params: planner.PlannerParams, quantiles: Sequence[float]) -> list[planner.PlannerParams]:
+def rung_params(params: planner.PlannerParams, quantiles: Sequence[float], *, lean: bool = False) -> list[planner.PlannerParams]:
     """The planner's parameters at each rung of the ladder ``quantiles``.
 
     A rung at or above ``params.quantile`` widens, while the gate distrusts the intervals, to
@@ -115,11 +116,39 @@ def rung_params(params: planner.PlannerParams, quantiles: Sequence[float]) -> li
     taken because the configured quantile's headroom, widening included, held more pods than the
     HPA while serving no worse (docs/policy.md, ninth round); a forecast the gate distrusts
     still falls back to the reactive floor at any rung.
+
+    With ``lean`` the last rung is the lean one (``lean_params``).
     """
-    return [
+    rungs = [
         dataclasses.replace(params, quantile=q, widened_quantile=q if q < params.quantile else max(q, params.widened_quantile))
         for q in quantiles
     ]
+    if lean:
+        rungs[-1] = lean_params(params, quantiles[-1])
+    return rungs
+
+
+def lean_params(params: planner.PlannerParams, quantile: float) -> planner.PlannerParams:
+    """The lean rung (``forecast.lean_quantile``): ``quantile`` of the forecast at full utilisation,
+    with none of the planner's own margins (the hysteresis band, the scale-in tolerance, the lead
+    time as scale-down window; the configured window, the HPA's 300 s by default, applies).
+
+    Where a forecast five minutes ahead is wide (bursty loads, long startups), every quantile's
+    headroom held more pods than the HPA's fixed 30%, and the median at full utilisation is what
+    serves better at fewer pod-hours (docs/policy.md, twelfth round). The reactive floor, the
+    rate policies and the scale-in guard still apply.
+    """
+    return dataclasses.replace(
+        params,
+        quantile=quantile,
+        widened_quantile=quantile,
+        target_utilization_ratio=1.0,
+        scale_up_headroom=0.0,
+        scale_in_band=0.0,
+        scale_down_headroom=0.0,
+        scale_in_tolerance=0.0,
+        scale_down_window_from_lead=False,
+    )
 
 
 @dataclass(frozen=True)
@@ -299,7 +328,7 @@ class PredictivePolicy:
         self._first_fit_steps = max(2, int(first_fit_seconds // model_step_seconds))
         rungs = reference.quantiles if reference is not None else (params.quantile,)
         self._levels = tuple(sorted({params.interval[0], params.interval[1], params.widened_quantile, 0.5, *rungs}))
-        self._rung_params = rung_params(params, rungs)
+        self._rung_params = rung_params(params, rungs, lean=reference is not None and reference.lean)
         self._reference = reference
         self.rung = 0
         self._hpa: baseline.ShadowHpa | None = None
@@ -370,7 +399,7 @@ class PredictivePolicy:
         if self._reference is None or not math.isfinite(self._period_end):
             return None
         days = tuple((h, tuple(rungs), load) for h, rungs, load in self._days)
-        return baseline.ReferenceMemory(self._reference.quantiles, self.rung, days, self._period_end)
+        return baseline.ReferenceMemory(self._reference.quantiles, self.rung, days, self._period_end, self._reference.lean)
 
     def restore_reference(self, memory: baseline.ReferenceMemory) -> str | None:
         """Continue the choice of quantile from ``memory`` (before the first tick).
@@ -381,7 +410,7 @@ class PredictivePolicy:
         """
         if self._reference is None:
             return "this policy has no ladder of quantiles"
-        problem = memory.fits(self._reference.quantiles)
+        problem = memory.fits(self._reference.quantiles, lean=self._reference.lean)
         if problem is not None:
             return problem
         self._days = list(memory.days)[-self._reference.days :]

@@ -266,8 +266,23 @@ class ForecastSettings(_Settings):
             " [] never lowers it."
         ),
     )
+    lean_quantile: float | None = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description=(
+            "The lowest rung, below `lower_quantile_to`: this quantile provisioned at full utilisation, with no"
+            " hysteresis band, no scale-in tolerance and the configured scale-down window instead of the lead time."
+            " Taken as a lower rung is (see `lower_quantile_to`) when none of those was no worse than the HPA on both:"
+            " where a forecast far ahead is so wide that every quantile's headroom costs more than the HPA's."
+            " null turns it off."
+        ),
+    )
     reference_days: int = Field(
-        3, ge=1, le=14, description="Days the choice among `raise_quantile_to` and `lower_quantile_to` looks back on."
+        3,
+        ge=1,
+        le=14,
+        description="Days the choice among `raise_quantile_to`, `lower_quantile_to` and `lean_quantile` looks back on.",
     )
 
     @model_validator(mode="after")
@@ -282,6 +297,9 @@ class ForecastSettings(_Settings):
                     f"{name} must be {order} quantiles in (0, 1) {side} quantile {self.quantile:g},"
                     f" got {rungs} (set it to [] to never {verb} the quantile)"
                 )
+        lean, above = self.lean_quantile, min([self.quantile, *self.lower_quantile_to])
+        if lean is not None and lean >= above:
+            raise ValueError(f"lean_quantile must be below quantile and every lower_quantile_to ({above:g}), got {lean:g} (null turns it off)")
         return self
 
 

@@ -131,6 +131,7 @@ def _encode_reference(memory: ReferenceMemory) -> dict[str, Any]:
         "rung": int(memory.rung),
         "end": float(memory.period_end),
         "days": [[_tally(h), [_tally(r) for r in rungs], float(load)] for h, rungs, load in memory.days],
+        **({"lean": True} if memory.lean else {}),
     }
 
 
@@ -155,7 +156,10 @@ def _decode_reference(doc: Any) -> ReferenceMemory:
     end = float(doc["end"])
     if not math.isfinite(end):
         raise ValueError(f"period end {end!r} is not a time")
-    return ReferenceMemory(tuple(float(q) for q in doc["q"]), int(doc["rung"]), days, end)
+    lean = doc.get("lean", False)
+    if not isinstance(lean, bool):
+        raise TypeError(f"lean {lean!r} is not true or false")
+    return ReferenceMemory(tuple(float(q) for q in doc["q"]), int(doc["rung"]), days, end, lean)
 
 
 def encode(

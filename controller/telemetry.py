@@ -173,7 +173,7 @@ class Telemetry:
         self.provisioning_quantile = Gauge(
             "provisioning_quantile",
             "Forecast quantile the planner provisions for: forecast.quantile, or one of "
-            "forecast.raise_quantile_to / lower_quantile_to chosen against the HPA's calculation run beside it.",
+            "forecast.raise_quantile_to / lower_quantile_to / lean_quantile chosen against the HPA's calculation run beside it.",
             ["workload"], namespace=ns, registry=r,
         )
         self.interval_coverage = Gauge(

@@ -128,17 +128,23 @@ class ReferenceMemory:
         rung: the rung in use.
         days: the last completed days (``choose_rung``'s input), oldest first.
         period_end: when the current period ends (the next choice), in the loop's seconds.
+        lean: whether the ladder's last rung was the lean one (``ReferenceParams.lean``).
     """
 
     quantiles: tuple[float, ...]
     rung: int
     days: tuple[Day, ...]
     period_end: float
+    lean: bool = False
 
-    def fits(self, quantiles: Sequence[float]) -> str | None:
-        """Why this memory cannot continue on the ladder ``quantiles``, or ``None`` when it can."""
+    def fits(self, quantiles: Sequence[float], *, lean: bool = False) -> str | None:
+        """Why this memory cannot continue on the ladder ``quantiles`` (``lean`` as in ``ReferenceParams``),
+        or ``None`` when it can."""
         if tuple(self.quantiles) != tuple(quantiles):
             return f"it was learnt on the quantiles {list(self.quantiles)}, the ladder is now {list(quantiles)}"
+        if self.lean != lean:
+            was, now = ("a lean", "a plain") if self.lean else ("a plain", "a lean")
+            return f"it was learnt with {was} lowest rung, the ladder now has {now} one"
         if not 0 <= self.rung < len(quantiles):
             return f"its rung {self.rung} is not on a ladder of {len(quantiles)}"
         if any(len(rungs) != len(quantiles) for _, rungs, _ in self.days):
@@ -200,12 +206,15 @@ class ReferenceParams:
         hpa: the reference HPA's spec (the benchmark's: target 0.7, tolerance 0.1, 300 s window).
         days: how many past days ``choose_rung`` looks at.
         period_seconds: length of one "day" (the rung is chosen once per period).
+        lean: the last rung is the lean one (``forecast.lean_quantile``; ``policies.rung_params``):
+            below every other quantile, it provisions without the planner's margins.
     """
 
     quantiles: tuple[float, ...]
     hpa: hpa.HpaParams = field(default_factory=hpa.HpaParams)
     days: int = 3
     period_seconds: float = 86400.0
+    lean: bool = False
 
     def __post_init__(self) -> None:
         q = self.quantiles
@@ -213,3 +222,5 @@ class ReferenceParams:
             raise ValueError(f"quantiles must be distinct and in (0, 1), got {q}")
         if self.days < 1 or self.period_seconds <= 0:
             raise ValueError(f"days must be >= 1 and period_seconds > 0, got {self.days}, {self.period_seconds}")
+        if self.lean and (len(q) < 2 or q[-1] >= min(q[:-1])):
+            raise ValueError(f"a lean rung must be the last and lowest of at least two quantiles, got {q}")

@@ -112,7 +112,7 @@ def test_where_the_hpas_headroom_serves_sudden_jumps_better_the_policy_raises_it
 
     sc = make_scenario(sudden_jumps())
     hpa = engine.run(sc, "hpa", engine.SimConfig())
-    off = ControllerSettings(forecast={"raise_quantile_to": [], "lower_quantile_to": []})
+    off = ControllerSettings(forecast={"raise_quantile_to": [], "lower_quantile_to": [], "lean_quantile": None})
     fixed, fixed_policy = run_with_policy(sc, engine.SimConfig(settings=off))
     laddered, policy = run_with_policy(sc, engine.SimConfig(settings=ControllerSettings()))
 
@@ -141,7 +141,7 @@ def test_a_restarted_policy_continues_its_choice_of_quantile_from_the_state_anno
     after = Scenario(name="after", times=15.0 * np.arange(half, load.size), demand=load[half:])
     _, first = run_with_policy(before, engine.SimConfig(settings=ControllerSettings()))
     memory = first.reference_memory()
-    assert memory is not None and len(memory.days) == 2 and memory.quantiles == (0.85, 0.975, 0.7, 0.6)
+    assert memory is not None and len(memory.days) == 2 and memory.quantiles == (0.85, 0.975, 0.7, 0.6, 0.5) and memory.lean
     assert first.quantile > 0.85 and memory.rung == 1
     # through the annotation, as the live loop stores and reads it
     text = statecodec.encode(ControllerState(), now=half * 15.0, keep_seconds=300, event_keep_seconds=60, reference=memory)
@@ -175,9 +175,14 @@ def test_memory_of_another_ladder_is_not_used():
     problem = policy.restore_reference(ReferenceMemory((0.85, 0.975), 1, (day,), 86400.0))
     assert "0.975" in problem and "0.99" in problem
     assert policy.quantile == 0.85 and policy.reference_memory() is None
-    assert "rung 5" in policy.restore_reference(ReferenceMemory((0.85, 0.95, 0.99, 0.7, 0.6), 5, (), 86400.0))
-    assert "tallies" in policy.restore_reference(ReferenceMemory((0.85, 0.95, 0.99, 0.7, 0.6), 1, (day,), 86400.0))
+    ladder = (0.85, 0.95, 0.99, 0.7, 0.6, 0.5)
+    assert "rung 6" in policy.restore_reference(ReferenceMemory(ladder, 6, (), 86400.0, lean=True))
+    assert "tallies" in policy.restore_reference(ReferenceMemory(ladder, 1, (day,), 86400.0, lean=True))
+    # the same quantiles with a plain lowest rung: learnt on other decisions
+    assert "plain lowest rung" in policy.restore_reference(ReferenceMemory(ladder, 1, (), 86400.0))
     assert policy.quantile == 0.85
+    assert policy.restore_reference(ReferenceMemory(ladder, 5, (), 86400.0, lean=True)) is None
+    assert policy.quantile == 0.5
 
 
 def noisy_flat(days=3, sigma=0.3, seed=2) -> np.ndarray:
@@ -197,7 +202,7 @@ def test_where_the_forecast_quantile_holds_more_pods_than_the_hpa_the_policy_low
     sc = make_scenario(noisy_flat())
     cfg = {"startup_seconds": 300.0}
     hpa = engine.run(sc, "hpa", engine.SimConfig(**cfg)).score
-    off = ControllerSettings(forecast={"raise_quantile_to": [], "lower_quantile_to": []})
+    off = ControllerSettings(forecast={"raise_quantile_to": [], "lower_quantile_to": [], "lean_quantile": None})
     fixed, fixed_policy = run_with_policy(sc, engine.SimConfig(**cfg, settings=off))
     lowering = ControllerSettings(forecast={"lower_quantile_to": [0.75, 0.7]})
     lowered, policy = run_with_policy(sc, engine.SimConfig(**cfg, settings=lowering))
@@ -231,3 +236,67 @@ def test_a_lower_rung_provisions_at_its_quantile_where_the_gate_widens_the_confi
         stages = {s[0]: s[1] for s in planner.plan(obs, forecast, params, widening, now, timing=timing).decisions[0].stages}
         wanted[name] = stages["forecast_replicas"]
     assert wanted == {"configured": 15, "higher": 16, "lower": 11}
+
+
+def test_the_lean_rung_provisions_its_quantile_at_full_utilisation_without_the_planners_margins():
+    from controller.decide import planner
+    from controller.domain import ControllerState, Observation
+    from controller.policies import rung_params
+    from models.base import Forecast
+
+    base = planner.PlannerParams(scale_down_window_from_lead=True)
+    configured, plain = rung_params(base, (0.85, 0.5))
+    _, lean = rung_params(base, (0.85, 0.5), lean=True)
+    assert configured == rung_params(base, (0.85, 0.5), lean=True)[0]
+    assert (plain.target_utilization_ratio, plain.scale_up_headroom, plain.scale_down_window_from_lead) == (0.95, 0.1, True)
+    assert (lean.quantile, lean.widened_quantile, lean.target_utilization_ratio) == (0.5, 0.5, 1.0)
+    assert (lean.scale_up_headroom, lean.scale_in_band, lean.scale_down_headroom, lean.scale_in_tolerance) == (0, 0, 0, 0)
+    assert not lean.scale_down_window_from_lead and lean.behavior == base.behavior  # the configured window
+
+    now = 10_000.0
+    levels = {0.1: 8.0, 0.5: 10.4, 0.6: 11.0, 0.85: 12.0, 0.9: 13.0, 0.975: 15.0}
+    forecast = Forecast(start=now - 30, step_seconds=60.0, mean=np.full(20, 10.4), quantiles={q: np.full(20, v) for q, v in levels.items()})
+    timing = planner.Timing(lead_seconds=150.0, startup_seconds=120.0)
+
+    def desired(params, ready, later=0.0):
+        obs = Observation(now, 7.0, ready, 0, ready)
+        result = planner.plan(obs, forecast, params, ControllerState(), now, timing=timing)
+        if later:  # the same again once the scale-down window has passed
+            obs = Observation(now + later, 7.0, ready, 0, ready)
+            result = planner.plan(obs, forecast, params, result.state, now + later, timing=timing)
+        return result.desired_replicas
+
+    # scale-up from 8: both need 11 pods for the median (10.4 at full utilisation, 10.4 / 0.95); the
+    # lean rung orders them, the plain rung 10% more
+    assert desired(lean, 8) == 11 and desired(plain, 8) == 13
+    # 12 pods, after the window: the lean rung releases the one pod above the median (no band, no
+    # tolerance); the plain rung keeps it (12 is within its 20% band over 11)
+    assert desired(lean, 12, later=301) == 11 and desired(plain, 12, later=301) == 12
+    assert desired(lean, 12, later=200) == 12  # not inside the configured 300 s window
+
+
+def test_at_the_lean_rung_the_policy_holds_fewer_pods_than_at_the_same_quantile_with_its_margins():
+    from controller.decide.baseline import ReferenceMemory
+    from controller.settings import ControllerSettings
+
+    # Both policies start at the rung 0.5 (restored memory, so the whole run is at it): the default
+    # ladder's lean rung, and a ladder whose lowest rung is a plain 0.5.
+    sc = make_scenario(noisy_flat(days=1))
+    ends = sc.times[-1] + 86400.0
+
+    def at_half(settings, ladder, lean):
+        def build(ports, s, cfg):
+            policy = engine.BUILDERS["scaleahead"](ports, s, cfg)
+            assert policy.restore_reference(ReferenceMemory(ladder, len(ladder) - 1, (), ends, lean=lean)) is None
+            holder["policy"] = policy
+            return policy
+
+        holder = {}
+        result = engine.run(sc, "scaleahead", engine.SimConfig(startup_seconds=300.0, settings=settings), builder=build)
+        assert set(result.forecast["quantile"]) == {0.5} and holder["policy"].quantile_history == []
+        return result.score
+
+    lean = at_half(ControllerSettings(), (0.85, 0.975, 0.7, 0.6, 0.5), True)
+    plain = at_half(ControllerSettings(forecast={"lower_quantile_to": [0.7, 0.6, 0.5], "lean_quantile": None}), (0.85, 0.975, 0.7, 0.6, 0.5), False)
+    assert lean.pod_hours < 0.95 * plain.pod_hours
+    assert lean.unserved_pct > plain.unserved_pct  # the margins it does without

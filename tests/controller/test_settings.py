@@ -739,16 +739,32 @@ def test_a_quantile_below_the_default_lower_rung_says_how_to_turn_lowering_off()
 
     assert [p.path for p in problems] == ["forecast"]
     assert "below quantile 0.5, got [0.7, 0.6] (set it to [] to never lower the quantile)" in problems[0].message
-    assert load("forecast:\n  quantile: 0.5\n  lower_quantile_to: []\n").forecast.quantile == 0.5
+    # then the lean rung (0.5 by default) is not below it either
+    problems = problems_of("forecast:\n  quantile: 0.5\n  lower_quantile_to: []\n")
+    assert [p.path for p in problems] == ["forecast"]
+    assert "lean_quantile must be below quantile and every lower_quantile_to (0.5), got 0.5 (null turns it off)" in problems[0].message
+    assert load("forecast:\n  quantile: 0.5\n  lower_quantile_to: []\n  lean_quantile: null\n").forecast.quantile == 0.5
+    assert load("forecast:\n  quantile: 0.5\n  lower_quantile_to: []\n  lean_quantile: 0.4\n").forecast.lean_quantile == 0.4
+
+
+def test_the_lean_rung_must_be_the_lowest():
+    problems = problems_of("forecast:\n  lower_quantile_to: [0.7, 0.45]\n")
+    assert [p.path for p in problems] == ["forecast"]
+    assert "every lower_quantile_to (0.45), got 0.5" in problems[0].message
+    assert [p.path for p in problems_of("forecast:\n  lean_quantile: 1.0\n")] == ["forecast.lean_quantile"]
 
 
 def test_empty_quantile_ladders_turn_the_hpa_reference_off():
     from controller import policies
 
     workload = settings.WorkloadSettings(namespace="a", name="b")
-    assert policies.reference_params(load("forecast:\n  raise_quantile_to: []\n  lower_quantile_to: []\n"), workload) is None
-    assert policies.reference_params(load("forecast:\n  raise_quantile_to: []\n"), workload).quantiles == (0.85, 0.7, 0.6)
-    assert policies.reference_params(load("forecast:\n  lower_quantile_to: []\n"), workload).quantiles == (0.85, 0.975)
+    no_ladder = "forecast:\n  raise_quantile_to: []\n  lower_quantile_to: []\n"
+    assert policies.reference_params(load(no_ladder + "  lean_quantile: null\n"), workload) is None
+    lean_only = policies.reference_params(load(no_ladder), workload)
+    assert lean_only.quantiles == (0.85, 0.5) and lean_only.lean
+    assert policies.reference_params(load("forecast:\n  raise_quantile_to: []\n"), workload).quantiles == (0.85, 0.7, 0.6, 0.5)
+    plain = policies.reference_params(load("forecast:\n  lower_quantile_to: []\n  lean_quantile: null\n"), workload)
+    assert plain.quantiles == (0.85, 0.975) and not plain.lean
     reference = policies.reference_params(load(""), workload)
-    assert reference.quantiles == (0.85, 0.975, 0.7, 0.6) and reference.days == 3
+    assert reference.quantiles == (0.85, 0.975, 0.7, 0.6, 0.5) and reference.lean and reference.days == 3
     assert reference.hpa.target_utilization_ratio == 0.7 and reference.hpa.max_replicas == 100

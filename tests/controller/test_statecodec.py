@@ -113,6 +113,14 @@ def test_the_choice_of_quantile_survives_the_round_trip():
     assert statecodec.decode(encode(state())).reference is None
 
 
+def test_a_lean_lowest_rung_survives_the_round_trip_and_older_annotations_read_as_plain():
+    lean = memory(quantiles=(0.85, 0.975, 0.5), days=(), lean=True)
+    assert statecodec.decode(encode(state(), reference=lean)).reference == lean
+    plain = json.loads(encode(state(), reference=memory()))
+    assert "lean" not in plain["ref"]  # an annotation written before the lean rung existed has no such key
+    assert statecodec.decode(json.dumps(plain)).reference.lean is False
+
+
 @pytest.mark.parametrize(
     "ref",
     [
@@ -121,6 +129,7 @@ def test_the_choice_of_quantile_survives_the_round_trip():
         pytest.param('{"q": [0.85], "rung": 0, "end": 1.0, "days": [[[1, -2], [[1, 2]], 3]]}', id="negative-tally"),
         pytest.param('{"q": [0.85], "rung": 0, "end": "never", "days": []}', id="bad-end"),
         pytest.param('{"q": [0.85], "rung": 0, "end": 1.0, "days": [[[1, 2, 3], [], 3]]}', id="bad-tally-shape"),
+        pytest.param('{"q": [0.85, 0.5], "rung": 0, "end": 1.0, "days": [], "lean": "yes"}', id="bad-lean"),
     ],
 )
 def test_a_malformed_quantile_memory_is_dropped_with_a_warning_and_the_rest_kept(ref):
