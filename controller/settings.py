@@ -272,7 +272,7 @@ class ForecastSettings(_Settings):
         lt=1,
         description=(
             "The lowest rung, below `lower_quantile_to`: this quantile provisioned at full utilisation, with no"
-            " hysteresis band, no scale-in tolerance and the configured scale-down window instead of the lead time."
+            " hysteresis band and the configured scale-down window instead of the lead time."
             " Taken as a lower rung is (see `lower_quantile_to`) when none of those was no worse than the HPA on both:"
             " where a forecast far ahead is so wide that every quantile's headroom costs more than the HPA's."
             " null turns it off."

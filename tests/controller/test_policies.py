@@ -250,7 +250,8 @@ def test_the_lean_rung_provisions_its_quantile_at_full_utilisation_without_the_p
     assert configured == rung_params(base, (0.85, 0.5), lean=True)[0]
     assert (plain.target_utilization_ratio, plain.scale_up_headroom, plain.scale_down_window_from_lead) == (0.95, 0.1, True)
     assert (lean.quantile, lean.widened_quantile, lean.target_utilization_ratio) == (0.5, 0.5, 1.0)
-    assert (lean.scale_up_headroom, lean.scale_in_band, lean.scale_down_headroom, lean.scale_in_tolerance) == (0, 0, 0, 0)
+    assert (lean.scale_up_headroom, lean.scale_in_band, lean.scale_down_headroom) == (0, 0, 0)
+    assert lean.scale_in_tolerance == base.scale_in_tolerance == 0.1  # the HPA's, kept
     assert not lean.scale_down_window_from_lead and lean.behavior == base.behavior  # the configured window
 
     now = 10_000.0
@@ -269,10 +270,11 @@ def test_the_lean_rung_provisions_its_quantile_at_full_utilisation_without_the_p
     # scale-up from 8: both need 11 pods for the median (10.4 at full utilisation, 10.4 / 0.95); the
     # lean rung orders them, the plain rung 10% more
     assert desired(lean, 8) == 11 and desired(plain, 8) == 13
-    # 12 pods, after the window: the lean rung releases the one pod above the median (no band, no
-    # tolerance); the plain rung keeps it (12 is within its 20% band over 11)
-    assert desired(lean, 12, later=301) == 11 and desired(plain, 12, later=301) == 12
-    assert desired(lean, 12, later=200) == 12  # not inside the configured 300 s window
+    # 13 pods, after the window: the lean rung releases the two above the median (no band); the plain
+    # rung keeps them (13 is within its 20% band over 11)
+    assert desired(lean, 13, later=301) == 11 and desired(plain, 13, later=301) == 13
+    assert desired(lean, 13, later=200) == 13  # not inside the configured 300 s window
+    assert desired(lean, 12, later=301) == 12  # one pod of 12 is within the 10% scale-in tolerance
 
 
 def test_at_the_lean_rung_the_policy_holds_fewer_pods_than_at_the_same_quantile_with_its_margins():
