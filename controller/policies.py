@@ -21,7 +21,7 @@ import models
 from controller.decide import baseline, hpa, leadtime, planner
 from controller.domain import ControllerState, Decision, Observation, WorkloadRef
 from controller.ports import Clock, MetricsSource, PodCounter, ReplicaActuator
-from controller.settings import ControllerSettings, WorkloadSettings
+from controller.settings import ControllerSettings, ReplicaSettings, WorkloadSettings
 from models.base import Forecast, Forecaster
 from models.core import Buffer
 
@@ -130,21 +130,28 @@ def rung_params(params: planner.PlannerParams, quantiles: Sequence[float], *, le
 
 def lean_params(params: planner.PlannerParams, quantile: float) -> planner.PlannerParams:
     """The lean rung (``forecast.lean_quantile``): ``quantile`` of the forecast at full utilisation,
-    without the planner's own margins (the hysteresis band, the lead time as scale-down window: the
-    configured window, the HPA's 300 s by default, applies). The scale-in tolerance (the HPA's 10%)
-    stays: without it the lean rung changed the count a third more often than the HPA on Azure 2017
-    at 300 s startup, with it 9% more, at the same service (docs/policy.md, twelfth round).
+    without the planner's own margins: no hysteresis band, and the configured scale-down window
+    (``downscale_stabilization_seconds`` or the behaviour's, the HPA's 300 s by default) instead of
+    the lead time. The scale-in tolerance (the HPA's 10%) stays: without it the lean rung changed
+    the count a third more often than the HPA on Azure 2017 at 300 s startup, with it 9% more, at
+    the same service (docs/policy.md, twelfth round).
+
+    Full utilisation replaces the default ``target_utilization_ratio`` (0.95) only: a workload
+    whose target was set below it (headroom for latency, say) keeps its own at this rung too.
+    The reactive floor is the HPA's calculation at the same utilisation; the rate policies and
+    the scale-in guard apply as at every rung.
 
     Where a forecast five minutes ahead is wide (bursty loads, long startups), every quantile's
     headroom held more pods than the HPA's fixed 30%, and the median at full utilisation is what
-    serves better at fewer pod-hours (docs/policy.md, twelfth round). The reactive floor, the
-    rate policies and the scale-in guard still apply.
+    serves better at fewer pod-hours.
     """
+    default_target = ReplicaSettings.model_fields["target_utilization_ratio"].default
+    target = 1.0 if params.target_utilization_ratio >= default_target else params.target_utilization_ratio
     return dataclasses.replace(
         params,
         quantile=quantile,
         widened_quantile=quantile,
-        target_utilization_ratio=1.0,
+        target_utilization_ratio=target,
         scale_up_headroom=0.0,
         scale_in_band=0.0,
         scale_down_headroom=0.0,

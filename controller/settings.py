@@ -271,11 +271,11 @@ class ForecastSettings(_Settings):
         gt=0,
         lt=1,
         description=(
-            "The lowest rung, below `lower_quantile_to`: this quantile provisioned at full utilisation, with no"
-            " hysteresis band and the configured scale-down window instead of the lead time."
-            " Taken as a lower rung is (see `lower_quantile_to`) when none of those was no worse than the HPA on both:"
-            " where a forecast far ahead is so wide that every quantile's headroom costs more than the HPA's."
-            " null turns it off."
+            "The lowest rung, below `lower_quantile_to`: this quantile provisioned at full utilisation (a"
+            " `target_utilization_ratio` set below its default is kept), with no hysteresis band and the configured"
+            " scale-down window instead of the lead time. Taken like the lower rungs (see `lower_quantile_to`) when"
+            " none of them was no worse than the HPA on both: where a forecast far ahead is so wide that every"
+            " quantile's headroom costs more than the HPA's. null turns it off."
         ),
     )
     reference_days: int = Field(

@@ -22,7 +22,8 @@ Design choices a reader might question:
   never raises. A fresh state is always safe: the planner then behaves like a new HPA,
   which never scales in below the current count during its first window.
 * **The choice of quantile is kept too** (``"ref"``: the rung in use, the last days'
-  counterfactual tallies and the end of the current period, ``controller.decide.baseline``),
+  counterfactual tallies and the end of the current period, and ``"lean": true`` when the
+  ladder's last rung is the lean one; ``controller.decide.baseline``),
   or a restart would provision at the configured quantile for ``reference_days`` days
   before it could choose again. It changes once a day. A malformed ``"ref"`` is dropped
   with a warning and the rest of the state kept: without it the choice starts over, as on

@@ -202,7 +202,7 @@ class ReferenceParams:
     Attributes:
         quantiles: the ladder: the configured quantile first, then the others (higher and lower).
             No default: the settings (``forecast.quantile``, ``raise_quantile_to``,
-            ``lower_quantile_to``) are its one source (``policies.reference_params``).
+            ``lower_quantile_to``, ``lean_quantile``) are its one source (``policies.reference_params``).
         hpa: the reference HPA's spec (the benchmark's: target 0.7, tolerance 0.1, 300 s window).
         days: how many past days ``choose_rung`` looks at.
         period_seconds: length of one "day" (the rung is chosen once per period).

@@ -233,8 +233,9 @@ async def test_the_state_annotation_keeps_the_cooldown_across_a_restart(world_fa
 async def test_a_restart_keeps_the_choice_of_quantile_stored_in_the_state_annotation(world_factory, kube_server, kube_clock, prom, caplog):
     from controller.decide.baseline import ReferenceMemory, Tally
 
-    day = (Tally(86400.0 * 8, 0.0), (Tally(86400.0 * 7, 50.0), Tally(86400.0 * 7.5, 0.0), Tally(86400.0 * 6.5, 70.0), Tally(86400.0 * 6, 90.0)), 86400.0 * 5)
-    stored = ReferenceMemory((0.85, 0.975, 0.7, 0.6), 1, (day,), T0 + 3600.0)
+    rungs = (Tally(86400.0 * 7, 50.0), Tally(86400.0 * 7.5, 0.0), Tally(86400.0 * 6.5, 70.0), Tally(86400.0 * 6, 90.0), Tally(86400.0 * 5, 200.0))
+    day = (Tally(86400.0 * 8, 0.0), rungs, 86400.0 * 5)
+    stored = ReferenceMemory((0.85, 0.975, 0.7, 0.6, 0.5), 1, (day,), T0 + 3600.0, lean=True)
     text = statecodec.encode(statecodec.decode(None).state, now=T0, keep_seconds=300, event_keep_seconds=60, reference=stored)
     deploy(kube_server, kube_clock, "steady", 8, annotations={kube.STATE_ANNOTATION: text})
     w = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}"))

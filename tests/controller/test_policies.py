@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from controller.sim import engine
@@ -273,8 +275,15 @@ def test_the_lean_rung_provisions_its_quantile_at_full_utilisation_without_the_p
     # 13 pods, after the window: the lean rung releases the two above the median (no band); the plain
     # rung keeps them (13 is within its 20% band over 11)
     assert desired(lean, 13, later=301) == 11 and desired(plain, 13, later=301) == 13
-    assert desired(lean, 13, later=200) == 13  # not inside the configured 300 s window
+    assert desired(lean, 13, later=200) == 13  # no scale-in inside the configured 300 s window
     assert desired(lean, 12, later=301) == 12  # one pod of 12 is within the 10% scale-in tolerance
+
+    # a target set below the default (headroom for latency) is kept at the lean rung too
+    careful = dataclasses.replace(base, target_utilization_ratio=0.6)
+    assert rung_params(careful, (0.85, 0.5), lean=True)[1].target_utilization_ratio == 0.6
+    # at full utilisation the median's 10.4 needs 11 pods, at 0.95 it would need 11 too; at 0.8 (below the
+    # default, so kept) 13
+    assert desired(rung_params(dataclasses.replace(base, target_utilization_ratio=0.8), (0.85, 0.5), lean=True)[1], 8) == 13
 
 
 def test_at_the_lean_rung_the_policy_holds_fewer_pods_than_at_the_same_quantile_with_its_margins():

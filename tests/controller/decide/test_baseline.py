@@ -108,6 +108,13 @@ def test_the_ladder_must_be_distinct_quantiles(quantiles):
         ReferenceParams(quantiles=quantiles)
 
 
+@pytest.mark.parametrize("quantiles", [(0.85,), (0.85, 0.5, 0.6), (0.85, 0.9)])
+def test_a_lean_rung_must_be_the_last_and_lowest(quantiles):
+    with pytest.raises(ValueError, match="lean rung must be the last and lowest"):
+        ReferenceParams(quantiles=quantiles, lean=True)
+    assert ReferenceParams(quantiles=(0.85, 0.975, 0.6, 0.5), lean=True).lean
+
+
 def test_finite_is_false_for_missing_and_nan_load():
     assert not baseline.finite(None) and not baseline.finite(float("nan")) and baseline.finite(0.0)
 
