@@ -309,7 +309,7 @@ def plan(
         interval_hits=gate.hits,
     )
     kind = "scale" if desired != current else "no-op"
-    message = f"{mode} mode, q={q:g}, lead {timing.lead_seconds:.0f} s, coverage {coverage:.0%}"
+    message = f"{mode} mode, q={q:g} at {params.target_utilization_ratio:.0%}, lead {timing.lead_seconds:.0f} s, coverage {coverage:.0%}"
     return Plan((Decision(kind, target, current, desired, reason, message, stages),), new_state)
 
 

@@ -311,3 +311,21 @@ def test_at_the_lean_rung_the_policy_holds_fewer_pods_than_at_the_same_quantile_
     plain = at_half(ControllerSettings(forecast={"lower_quantile_to": [0.7, 0.6, 0.5], "lean_quantile": None}), (0.85, 0.975, 0.7, 0.6, 0.5), False)
     assert lean.pod_hours < 0.95 * plain.pod_hours
     assert lean.unserved_pct > plain.unserved_pct  # the margins it does without
+
+
+def test_a_decision_says_which_quantile_and_utilisation_it_provisioned_at():
+    from controller.decide import planner
+    from controller.domain import ControllerState, Observation
+    from controller.policies import rung_params
+    from models.base import Forecast
+
+    now = 10_000.0
+    forecast = Forecast(start=now - 30, step_seconds=60.0, mean=np.full(6, 10.0), quantiles={q: np.full(6, 10.0) for q in (0.1, 0.5, 0.85, 0.9)})
+    timing = planner.Timing(lead_seconds=150.0, startup_seconds=120.0)
+    configured, lean = rung_params(planner.PlannerParams(), (0.85, 0.5), lean=True)
+    messages = [
+        planner.plan(Observation(now, 10.0, 10, 0, 10), forecast, params, ControllerState(), now, timing=timing).decisions[0].message
+        for params in (configured, lean)
+    ]
+    assert messages[0].startswith("forecast mode, q=0.85 at 95%, lead 150 s")
+    assert messages[1].startswith("forecast mode, q=0.5 at 100%, lead 150 s")

@@ -36,7 +36,7 @@ def make_decision(from_value: int = 4, to_value: int = 7, reason: Reason = Reaso
         from_value=from_value,
         to_value=to_value,
         reason=reason,
-        message="forecast mode, q=0.9, lead 75 s, coverage 85%",
+        message="forecast mode, q=0.9 at 95%, lead 75 s, coverage 85%",
         stages=(
             ("forecast_replicas", to_value, Reason.ForecastTrusted),
             ("raw_replicas", to_value, reason),
@@ -140,7 +140,7 @@ async def test_debug_decisions_returns_the_last_decisions_with_their_stages(part
         "from": 8,
         "to": 9,
         "reason": "ForecastAboveFloor",
-        "message": "forecast mode, q=0.9, lead 75 s, coverage 85%",
+        "message": "forecast mode, q=0.9 at 95%, lead 75 s, coverage 85%",
         "stages": [
             {"stage": "forecast_replicas", "value": 9, "reason": "ForecastTrusted"},
             {"stage": "raw_replicas", "value": 9, "reason": "ForecastAboveFloor"},

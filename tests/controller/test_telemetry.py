@@ -35,7 +35,7 @@ def make_decision(**overrides) -> Decision:
         from_value=4,
         to_value=7,
         reason=Reason.ForecastAboveFloor,
-        message="forecast mode, q=0.9, lead 75 s, coverage 85%",
+        message="forecast mode, q=0.9 at 95%, lead 75 s, coverage 85%",
         stages=(
             ("confidence", 85, Reason.ForecastTrusted),
             ("forecast_replicas", 7, Reason.ForecastTrusted),
