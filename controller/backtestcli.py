@@ -116,6 +116,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--settings", metavar="FILE",
                      help="controller settings (YAML or ConfigMap) to take startup, capacity, forecast model and "
                      "the Prometheus connection from; flags win")
+    run.add_argument("--workload", metavar="NAMESPACE/NAME",
+                     help="a workload of --settings: replay with its overrides (replicas and forecast) "
+                     "instead of the global settings alone")
     run.add_argument("--policy", default="hpa,oracle",
                      help=f"comma-separated policies (known: {', '.join(engine.BUILDERS)}; default hpa,oracle)")
     run.add_argument("--startup-seconds", type=float,
@@ -178,12 +181,14 @@ def _backtest(args: argparse.Namespace) -> int:
     policies = engine.parse_policies(args.policy)
     rng = resolve_range(start=args.start, end=args.end, step_seconds=args.step_seconds)
     conn = _connection(args, settings)
+    workload = _workload(args, settings)
     config = engine.SimConfig(
-        startup_seconds=_startup_seconds(args, settings),
+        startup_seconds=_startup_seconds(args, settings, workload),
         startup_distribution=args.startup_distribution,
         seed=args.seed,
         hpa_target=args.hpa_target,
-        settings=_policy_settings(settings, policies, args.settings),
+        settings=_policy_settings(settings, policies, args.settings, workload),
+        workload=workload,
     )
     capacity = _capacity_per_pod(args, settings)
     peak_pods = DEFAULT_PEAK_PODS if args.peak_pods is None else args.peak_pods
@@ -254,9 +259,30 @@ def _connection(args: argparse.Namespace, settings) -> PrometheusConnection:
                        insecure_skip_verify=insecure, timeout_seconds=float(timeout))
 
 
-def _startup_seconds(args: argparse.Namespace, settings) -> float:
+def _workload(args: argparse.Namespace, settings):
+    """The workload ``--workload NAMESPACE/NAME`` names among the settings' workloads, or ``None``."""
+    if args.workload is None:
+        return None
+    if settings is None:
+        raise UserError("--workload needs --settings: it names one of the settings' workloads")
+    namespace, sep, name = args.workload.partition("/")
+    if not (sep and namespace and name) or "/" in name:
+        raise UserError(f"--workload must be NAMESPACE/NAME, got {args.workload!r}")
+    found = [w for w in settings.workloads if (w.namespace, w.name) == (namespace, name)]
+    if not found:
+        known = ", ".join(f"{w.namespace}/{w.name}" for w in settings.workloads) or "none"
+        raise UserError(f"--workload {args.workload}: no such workload in {args.settings} (its workloads: {known})")
+    if len(found) > 1:
+        kinds = ", ".join(w.kind for w in found)
+        raise UserError(f"--workload {args.workload}: more than one workload of that name in {args.settings} ({kinds})")
+    return found[0]
+
+
+def _startup_seconds(args: argparse.Namespace, settings, workload=None) -> float:
     if args.startup_seconds is not None:
         value = args.startup_seconds
+    elif workload is not None:
+        value = settings.effective_replicas(workload).startup_seconds
     elif settings is not None:
         value = settings.replicas.startup_seconds
     else:
@@ -276,16 +302,17 @@ def _capacity_per_pod(args: argparse.Namespace, settings) -> float | None:
     return None
 
 
-def _policy_settings(settings, policies: list[str], source: str | None):
+def _policy_settings(settings, policies: list[str], source: str | None, workload=None):
     """The settings the scaleahead policy replays with: the whole ConfigMap (planner, model, bounds)."""
     if settings is None:
         return None
-    name = settings.forecast.model
+    name = settings.forecast.model if workload is None else settings.effective_forecast(workload).model
     if "scaleahead" in policies:
         import models
 
         if name not in models.names():
-            raise UserError(f"{source}: forecast.model {name!r} is not a known model; known: {', '.join(models.names())}")
+            where = "forecast.model" if workload is None else f"the forecast.model of {workload.namespace}/{workload.name}"
+            raise UserError(f"{source}: {where} {name!r} is not a known model; known: {', '.join(models.names())}")
     return settings
 
 
@@ -301,8 +328,9 @@ def _command_line(args: argparse.Namespace, conn: PrometheusConnection, rng: Bac
     """The command that replays the same range: the flags as given, with the times resolved to RFC 3339."""
     parts = ["scaleahead", "backtest", "--prometheus", conn.url, "--query", args.query,
              "--start", format_time(rng.start), "--end", format_time(rng.end), "--step-seconds", _num(rng.step_seconds)]
-    for flag, value in (("--name", args.name), ("--settings", args.settings), ("--policy", args.policy),
-                        ("--bearer-token-file", args.bearer_token_file), ("--ca-file", args.ca_file)):
+    for flag, value in (("--name", args.name), ("--settings", args.settings), ("--workload", args.workload),
+                        ("--policy", args.policy), ("--bearer-token-file", args.bearer_token_file),
+                        ("--ca-file", args.ca_file)):
         if value:
             parts += [flag, value]
     for flag, number in (("--startup-seconds", args.startup_seconds), ("--peak-pods", args.peak_pods),

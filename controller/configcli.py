@@ -172,19 +172,20 @@ class _Renderer:
         describe = model_type not in self._described
         self._described.add(model_type)
         # An override lists only what it sets, and only `behavior` needs words there: the other
-        # keys mean what they mean under `replicas`.
-        partial = isinstance(model, settings.ReplicaOverrides)
+        # keys mean what they mean under `replicas` or `forecast`.
         for name, field in model_type.model_fields.items():
             value = getattr(model, name)
-            if partial and value is None:
+            if not _written(model, name):
                 continue
-            if describe and (not partial or name == "behavior"):
+            if describe and (not _partial(model) or name == "behavior"):
                 self.comment(field.description, indent=indent)
             self.value(name, value, indent=indent)
 
     def value(self, key: str, value: Any, *, indent: int) -> None:
         pad = " " * indent
-        if isinstance(value, BaseModel):
+        if isinstance(value, BaseModel) and not any(_written(value, name) for name in type(value).model_fields):
+            self.lines.append(f"{pad}{key}: {{}}")
+        elif isinstance(value, BaseModel):
             self.lines.append(f"{pad}{key}:")
             self.model(value, indent=indent + 2)
         elif isinstance(value, tuple | list) and value:
@@ -222,6 +223,20 @@ class _Renderer:
                     break_on_hyphens=False,
                 )
             )
+
+
+def _partial(model: BaseModel) -> bool:
+    return isinstance(model, settings.ReplicaOverrides | settings.ForecastOverrides)
+
+
+def _written(model: BaseModel, name: str) -> bool:
+    """Whether ``name`` is written out: always, except in an override, which lists what it sets
+    (a forecast override the keys it was given, so that `lean_quantile: null` survives)."""
+    if isinstance(model, settings.ForecastOverrides):
+        return name in model.model_fields_set
+    if isinstance(model, settings.ReplicaOverrides):
+        return getattr(model, name) is not None
+    return True
 
 
 def _scalar(value: Any) -> str:

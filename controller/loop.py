@@ -364,7 +364,9 @@ def build_predictive_policy(
         ports,
         options.params,
         **options.kwargs,
-        fallback_factory=policies.forecaster_factory(settings.forecast.fallback_model, max_horizon_steps=options.max_horizon_steps),
+        fallback_factory=policies.forecaster_factory(
+            settings.effective_forecast(workload).fallback_model, max_horizon_steps=options.max_horizon_steps
+        ),
         query=query,
         first_fit_seconds=first_fit_seconds,
     )
@@ -865,12 +867,15 @@ class Controller:
                 managed = _Managed(ref=ref, label=str(ref), workload=w, mode=mode)
                 self.workloads[ref] = managed
                 log.info("managing %s in %s mode", managed.label, mode, extra={"workload": managed.label, "mode": mode})
-            elif managed.policy is not None and managed.built_from == (w, shared):
+            # The effective forecast too: `lean_quantile: null` written in an override and left
+            # out compare equal as models (pydantic ignores which keys were set), not as settings.
+            built_from = (w, settings.effective_forecast(w), shared)
+            if managed.policy is not None and managed.built_from == built_from:
                 continue
             old_policy = managed.policy
             managed.workload, managed.mode = w, mode
             managed.policy = self._build_policy(managed)
-            managed.built_from = (w, shared)
+            managed.built_from = built_from
             managed.prime_retry_at = -math.inf
             if old_policy is not None and managed.policy is not None:
                 # new tuning, same memory: keep the planner state and the startup estimate
@@ -972,7 +977,7 @@ class Controller:
             m.prime_retry_at = math.inf
             return
         step = policy.model_step_seconds
-        start = now - self.settings.forecast.history_days * 86400.0
+        start = now - self.settings.effective_forecast(m.workload).history_days * 86400.0
         try:
             series = await self.metrics.range(policy._query, start, now, step)
         except Exception as exc:

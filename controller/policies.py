@@ -63,7 +63,7 @@ def planner_params(settings: ControllerSettings, workload: WorkloadSettings) -> 
     planner's own (``default_predictive_behavior``) is used with its scale-down window set
     to ``downscale_stabilization_seconds``.
     """
-    replicas = settings.effective_replicas(workload)
+    replicas, forecast = settings.effective_replicas(workload), settings.effective_forecast(workload)
     behavior = replicas.to_behavior()
     window_from_lead = behavior is None and replicas.scale_down_window_from_lead
     if behavior is None:
@@ -77,8 +77,8 @@ def planner_params(settings: ControllerSettings, workload: WorkloadSettings) -> 
         max_replicas=replicas.max_replicas,
         capacity_per_pod=settings.metrics.capacity_per_pod,
         target_utilization_ratio=replicas.target_utilization_ratio,
-        quantile=settings.forecast.quantile,
-        widened_quantile=max(settings.forecast.quantile, 0.975),
+        quantile=forecast.quantile,
+        widened_quantile=max(forecast.quantile, 0.975),
         tolerance=replicas.tolerance_ratio,
         scale_up_headroom=replicas.scale_up_headroom_ratio,
         scale_in_band=replicas.scale_in_band_ratio,
@@ -89,9 +89,11 @@ def planner_params(settings: ControllerSettings, workload: WorkloadSettings) -> 
 
 
 def reference_params(settings: ControllerSettings, workload: WorkloadSettings) -> baseline.ReferenceParams | None:
-    """The counterfactual HPA and the quantile ladder (``forecast.quantile``, then ``raise_quantile_to``,
-    ``lower_quantile_to`` and ``lean_quantile``); ``None`` when there is no other rung."""
-    higher, lower, lean = settings.forecast.raise_quantile_to, settings.forecast.lower_quantile_to, settings.forecast.lean_quantile
+    """The counterfactual HPA and the workload's quantile ladder (``forecast.quantile``, then
+    ``raise_quantile_to``, ``lower_quantile_to`` and ``lean_quantile``, each as the workload
+    overrides it); ``None`` when there is no other rung."""
+    forecast = settings.effective_forecast(workload)
+    higher, lower, lean = forecast.raise_quantile_to, forecast.lower_quantile_to, forecast.lean_quantile
     if not higher and not lower and lean is None:
         return None
     replicas = settings.effective_replicas(workload)
@@ -102,8 +104,8 @@ def reference_params(settings: ControllerSettings, workload: WorkloadSettings) -
     )
     return baseline.ReferenceParams(
         hpa=reference_hpa,
-        quantiles=(settings.forecast.quantile, *higher, *lower, *([] if lean is None else [lean])),
-        days=settings.forecast.reference_days,
+        quantiles=(forecast.quantile, *higher, *lower, *([] if lean is None else [lean])),
+        days=forecast.reference_days,
         lean=lean is not None,
     )
 
@@ -193,21 +195,21 @@ def predictive_options(
         tick_seconds: the loop's interval.
         model_step_seconds: step of the series the model sees; ``None``: the tick (never shorter).
     """
-    replicas = settings.effective_replicas(workload)
+    replicas, forecast = settings.effective_replicas(workload), settings.effective_forecast(workload)
     step = max(model_step_seconds or tick_seconds, tick_seconds)
     lag = settings.metrics.lag_seconds
     horizon = max_horizon_steps(
         startup_seconds=replicas.startup_seconds, lag_seconds=lag, tick_seconds=tick_seconds, step_seconds=step
     )
     kwargs: dict[str, Any] = {
-        "forecaster_factory": forecaster_factory(settings.forecast.model, max_horizon_steps=horizon),
+        "forecaster_factory": forecaster_factory(forecast.model, max_horizon_steps=horizon),
         "startup_prior_seconds": replicas.startup_seconds,
         "startup_quantile": replicas.startup_quantile,
         "lag_seconds": lag,
         "tick_seconds": tick_seconds,
         "model_step_seconds": step,
-        "history_seconds": settings.forecast.history_days * 86400.0,
-        "refit_interval_seconds": float(settings.forecast.refit_interval_seconds),
+        "history_seconds": forecast.history_days * 86400.0,
+        "refit_interval_seconds": float(forecast.refit_interval_seconds),
         "reference": reference_params(settings, workload),
     }
     return PredictiveOptions(planner_params(settings, workload), kwargs, horizon)

@@ -543,6 +543,32 @@ def _make_replica_overrides() -> type[_Settings]:
 ReplicaOverrides = _make_replica_overrides()
 
 
+def _make_forecast_overrides() -> type[_Settings]:
+    """Build ``ForecastOverrides`` from ``ForecastSettings``: the same fields and types, all optional.
+
+    Unlike ``ReplicaOverrides`` an override here is what the workload *writes*: an omitted key
+    inherits, a key written replaces, so ``lean_quantile: null`` turns the lean rung off for one
+    workload as it does globally (no other forecast setting takes null, and there null is an error).
+    """
+    fields: dict[str, Any] = {}
+    for name, field in ForecastSettings.model_fields.items():
+        inner = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+        description = f"Overrides forecast.{name} for this workload; omitted inherits it."
+        if name == "lean_quantile":
+            description += " null turns the lean rung off for this workload."
+        fields[name] = (inner, Field(None, description=description))
+    return create_model(
+        "ForecastOverrides",
+        __base__=_Settings,
+        __doc__="A partial ``ForecastSettings``: the keys a workload writes replace the global ones.",
+        __module__=__name__,
+        **fields,
+    )
+
+
+ForecastOverrides = _make_forecast_overrides()
+
+
 class WorkloadSettings(_Settings):
     """One scale target and what it overrides."""
 
@@ -557,6 +583,13 @@ class WorkloadSettings(_Settings):
     replicas: ReplicaOverrides = Field(  # type: ignore[valid-type]
         default_factory=ReplicaOverrides,
         description="Replica settings of this workload; every field optional, an unset one inherits from replicas.",
+    )
+    forecast: ForecastOverrides = Field(  # type: ignore[valid-type]
+        default_factory=ForecastOverrides,
+        description=(
+            "Forecast settings of this workload (the quantile ladder, say: a latency-sensitive workload may"
+            " keep a higher quantile and drop the lower rungs); a key it omits inherits from forecast."
+        ),
     )
 
     @field_validator("namespace")
@@ -665,14 +698,19 @@ class ControllerSettings(_Settings):
             else:
                 seen[key] = index
 
-        # The merge can only be checked against valid global replicas (else it is reported there).
-        replicas = info.data.get("replicas")
-        if replicas is not None:
-            for index, workload in checked:
+        # The merges can only be checked against valid global settings (else they are reported there).
+        replicas, forecast = info.data.get("replicas"), info.data.get("forecast")
+        for index, workload in checked:
+            for group, merge, base, overrides in (
+                ("replicas", _merge_replicas, replicas, workload.replicas),
+                ("forecast", _merge_forecast, forecast, workload.forecast),
+            ):
+                if base is None:
+                    continue
                 try:
-                    _merge_replicas(replicas, workload.replicas)
+                    merge(base, overrides)
                 except ValidationError as exc:
-                    problems.extend({**error, "loc": (index, "replicas", *error["loc"])} for error in exc.errors())
+                    problems.extend({**error, "loc": (index, group, *error["loc"])} for error in exc.errors())
 
         if problems:
             raise ValidationError.from_exception_data(cls.__name__, problems)
@@ -744,13 +782,26 @@ class ControllerSettings(_Settings):
         try:
             return _merge_replicas(self.replicas, workload.replicas)
         except ValidationError as exc:
-            where: tuple[str | int, ...] = ("workloads", self.workloads.index(workload)) if workload in self.workloads else ()
-            suffix = "" if where else f" (workload {self.workload_ref(workload)})"
-            problems = [
-                Problem(_format_path((*where, "replicas", *error["loc"])), _describe(error, ()) + suffix)
-                for error in exc.errors()
-            ]
-            raise SettingsError(problems) from None
+            raise self._merge_error(workload, "replicas", exc) from None
+
+    def _merge_error(self, workload: WorkloadSettings, group: str, exc: ValidationError) -> SettingsError:
+        where: tuple[str | int, ...] = ("workloads", self.workloads.index(workload)) if workload in self.workloads else ()
+        suffix = "" if where else f" (workload {self.workload_ref(workload)})"
+        return SettingsError(
+            [Problem(_format_path((*where, group, *error["loc"])), _describe(error, ()) + suffix) for error in exc.errors()]
+        )
+
+    def effective_forecast(self, workload: WorkloadSettings) -> ForecastSettings:
+        """The forecast settings of ``workload``: the keys it writes merged onto ``forecast``.
+
+        Raises:
+            SettingsError: The merge is invalid (a ladder that no longer sits around the
+                quantile, say); as ``effective_replicas``.
+        """
+        try:
+            return _merge_forecast(self.forecast, workload.forecast)
+        except ValidationError as exc:
+            raise self._merge_error(workload, "forecast", exc) from None
 
     def effective_mode(self, workload: WorkloadSettings) -> Mode:
         """``workload.mode``, or ``loop.default_mode`` when the workload does not set one."""
@@ -845,6 +896,20 @@ def _merge_replicas(base: ReplicaSettings, overrides: BaseModel) -> ReplicaSetti
             loc, message = "min_replicas", f"must be less than or equal to max_replicas ({max_replicas}, from replicas.max_replicas)"
         raise ValidationError.from_exception_data("ReplicaOverrides", [_value_error((loc,), message, changes[loc])])
     return ReplicaSettings.model_validate({**dict(base), **changes})
+
+
+def _merge_forecast(base: ForecastSettings, overrides: BaseModel) -> ForecastSettings:
+    """Merge the keys ``overrides`` was given onto ``base`` and re-validate (the ladder's checks).
+
+    Raises:
+        ValidationError: With locations relative to the forecast settings; a ladder problem is
+            located at the group itself, since it may come from the global settings and the
+            override together (the message names the keys).
+    """
+    changes = {name: getattr(overrides, name) for name in overrides.model_fields_set}
+    if not changes:
+        return base
+    return ForecastSettings.model_validate({**dict(base), **changes})
 
 
 def _value_error(loc: tuple[str | int, ...], message: str, input_value: Any) -> InitErrorDetails:

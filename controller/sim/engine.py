@@ -52,6 +52,8 @@ class SimConfig:
     min_replicas: int = 1
     #: Settings of the scaleahead policy (a backtest's ConfigMap); ``None``: the defaults.
     settings: ControllerSettings | None = None
+    #: The workload of ``settings`` whose overrides the backtest replays with; ``None``: none.
+    workload: WorkloadSettings | None = None
 
     def __post_init__(self) -> None:
         if self.startup_seconds < 0:
@@ -86,7 +88,7 @@ def _build_scaleahead(ports: PolicyPorts, scenario: Scenario, config: SimConfig)
     # for a backtest), mapped onto the policy exactly as the live loop maps them. The
     # startup time is learned from the pods; the settings' startup_seconds is only the prior.
     settings = config.settings or ControllerSettings()
-    workload = WorkloadSettings(namespace=TARGET.namespace, name=TARGET.name)
+    workload = config.workload or WorkloadSettings(namespace=TARGET.namespace, name=TARGET.name)
     options = policies.predictive_options(settings, workload, tick_seconds=TICK_SECONDS)
     params, kwargs = options.params, dict(options.kwargs)
     if config.settings is None:

@@ -269,3 +269,62 @@ def test_format_time_round_trips_and_the_range_counts_points():
     assert backtestcli.parse_time(backtestcli.format_time(NOW + 0.25), now=0) == NOW + 0.25
     rng = backtestcli.resolve_range(start="-1h", end="now", step_seconds=60, now=NOW)
     assert (rng.start, rng.end, rng.points) == (NOW - 3600, NOW, 61)
+
+
+WORKLOADS = """\
+forecast: {{raise_quantile_to: [], lower_quantile_to: [], lean_quantile: null}}
+metrics: {{prometheus_url: "{url}"}}
+workloads:
+  - namespace: shop
+    name: web
+  - namespace: shop
+    name: checkout
+    replicas: {{startup_seconds: 60}}
+    forecast: {{quantile: 0.99}}
+"""
+
+
+def test_a_workload_replays_with_its_own_overrides(recorded, capsys, tmp_path):
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(WORKLOADS.format(url=recorded.url))
+    base = ["--settings", str(settings), "--query", QUERY, "--start", recorded.start, "--end", recorded.end,
+            "--step-seconds", "300", "--json"]
+
+    code, out, err = run(capsys, *base, "--policy", "scaleahead", "--startup-seconds", "120")
+    assert code == 0, err
+    plain = json_lines(out)["scaleahead"]
+    report = tmp_path / "checkout.html"
+    code, out, err = run(capsys, *base, "--policy", "scaleahead", "--startup-seconds", "120", "--workload", "shop/checkout",
+                         "--report", str(report))
+    assert code == 0, err
+    checkout = json_lines(out)["scaleahead"]
+    assert "--workload shop/checkout" in report.read_text()  # the replaying command names the workload
+    code, out, err = run(capsys, *base, "--policy", "scaleahead", "--startup-seconds", "120", "--workload", "shop/web")
+    assert code == 0, err
+    web = json_lines(out)["scaleahead"]
+
+    # quantile 0.99 instead of 0.85: more pods, less unserved demand; web has no override
+    assert checkout["pod_hours"] > plain["pod_hours"]
+    assert checkout["unserved_pct"] <= plain["unserved_pct"]
+    assert {k: web[k] for k in COMPARED} == {k: plain[k] for k in COMPARED}
+    code, out, err = run(capsys, *base, "--policy", "hpa", "--workload", "shop/checkout")
+    assert code == 0, err
+    assert json_lines(out)["hpa"]["startup_seconds"] == 60  # the workload's startup prior
+
+
+def test_a_workload_that_is_not_in_the_settings_is_one_error(capsys, tmp_path):
+    unreachable = f"http://127.0.0.1:{promharness.free_port()}"  # never asked: the arguments fail first
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(WORKLOADS.format(url=unreachable))
+    base = ["--query", QUERY, "--start", "-1h"]
+
+    code, _, err = run(capsys, "--prometheus", unreachable, *base, "--workload", "shop/web")
+    assert code == 2 and "--workload needs --settings" in one_error_line(err)
+    code, _, err = run(capsys, "--settings", str(settings), *base, "--workload", "web")
+    assert code == 2 and "--workload must be NAMESPACE/NAME, got 'web'" in one_error_line(err)
+    code, _, err = run(capsys, "--settings", str(settings), *base, "--workload", "shop/cart")
+    assert code == 2 and "no such workload" in (line := one_error_line(err)) and "shop/web, shop/checkout" in line
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(WORKLOADS.format(url=unreachable).replace("quantile: 0.99", "quantile: 0.99, model: prophet"))
+    code, _, err = run(capsys, "--settings", str(bad), *base, "--workload", "shop/checkout", "--policy", "scaleahead")
+    assert code == 2 and "the forecast.model of shop/checkout 'prophet' is not a known model" in one_error_line(err)

@@ -224,3 +224,18 @@ def test_the_configmap_in_manifests_is_the_output_of_config_defaults(defaults_ou
     committed = (ROOT / "manifests" / "configmap.yaml").read_text()
 
     assert committed == defaults_output, "run: scaleahead config defaults > manifests/configmap.yaml"
+
+
+def test_a_rendered_forecast_override_keeps_what_it_writes_null_included():
+    workload = settings.WorkloadSettings(
+        namespace="shop", name="checkout", forecast={"quantile": 0.95, "lower_quantile_to": [], "lean_quantile": None}
+    )
+    config = settings.ControllerSettings(workloads=(workload,))
+
+    text = configcli.render_configmap(config)
+    loaded = settings.ControllerSettings.from_yaml(text)
+
+    assert "        forecast:\n          quantile: 0.95\n          lower_quantile_to: []\n          lean_quantile: null\n" in text
+    effective = loaded.effective_forecast(loaded.workloads[0])
+    assert (effective.quantile, effective.lower_quantile_to, effective.lean_quantile) == (0.95, [], None)
+    assert loaded.forecast.lean_quantile == 0.5

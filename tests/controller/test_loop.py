@@ -322,6 +322,30 @@ async def test_a_settings_edit_rebuilds_the_policy_with_the_new_tuning_and_the_o
     assert after.startup.seconds == 90.0  # the slow pods are above the newest 10%
 
 
+async def test_a_forecast_override_written_as_null_rebuilds_the_policy_and_an_unchanged_file_does_not(world_factory, kube_server, kube_clock, prom, tmp_path):
+    deploy(kube_server, kube_clock, "steady", 2)
+    path = tmp_path / "config.yaml"
+    plain = settings_yaml(prom.url, "- {namespace: default, name: steady}", mode="recommend")
+    path.write_text(plain)
+    w = world_factory(plain, settings_path=path)
+    await w.ticks(1)
+    (managed,) = w.controller.workloads.values()
+    before = managed.policy
+    assert before._reference.quantiles == (0.85, 0.975, 0.7, 0.6, 0.5) and before._reference.lean
+
+    # `lean_quantile: null` for this workload only; as a model it equals the override left out
+    path.write_text(settings_yaml(prom.url, "- {namespace: default, name: steady, forecast: {lean_quantile: null}}", mode="recommend"))
+    assert await w.controller.check_settings() is True
+    await w.ticks(1)
+    after = managed.policy
+    assert after is not before
+    assert after._reference.quantiles == (0.85, 0.975, 0.7, 0.6) and not after._reference.lean
+    assert w.controller.settings.forecast.lean_quantile == 0.5  # the global ladder is unchanged
+
+    await w.ticks(1)
+    assert managed.policy is after  # same settings, same policy
+
+
 # ---- faults --------------------------------------------------------------------------------------
 
 

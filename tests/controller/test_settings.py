@@ -108,6 +108,17 @@ def test_the_workload_override_has_every_replica_setting_and_defaults_to_inherit
     assert all(field.default is None for field in overrides.values())
 
 
+def test_the_forecast_override_has_every_forecast_setting_with_its_own_type():
+    overrides = settings.ForecastOverrides.model_fields
+
+    assert list(overrides) == list(settings.ForecastSettings.model_fields)
+    assert all(field.default is None for field in overrides.values())
+    # the types are the global ones (not made nullable): only lean_quantile takes null
+    assert settings.ForecastOverrides.model_validate({"lean_quantile": None}).model_fields_set == {"lean_quantile"}
+    with pytest.raises(ValidationError):
+        settings.ForecastOverrides.model_validate({"quantile": None})
+
+
 def test_settings_are_frozen():
     loaded = settings.ControllerSettings()
 
@@ -377,6 +388,39 @@ def test_settings_are_frozen():
         ),
         pytest.param(
             """\
+            workloads:
+              - namespace: shop
+                name: web
+                forecast:
+                  quantile: 0.5
+            """,
+            "workloads[0].forecast", 4, "lower_quantile_to must be descending quantiles in (0, 1) below quantile 0.5",
+            id="override-quantile-below-the-global-ladder",
+        ),
+        pytest.param(
+            """\
+            workloads:
+              - namespace: shop
+                name: web
+                forecast:
+                  quantile: null
+            """,
+            "workloads[0].forecast.quantile", 5, "valid number (got null)",
+            id="override-quantile-null",
+        ),
+        pytest.param(
+            """\
+            workloads:
+              - namespace: shop
+                name: web
+                forecast:
+                  lean_quantil: null
+            """,
+            "workloads[0].forecast.lean_quantil", 5, "did you mean 'lean_quantile'",
+            id="override-unknown-forecast-key",
+        ),
+        pytest.param(
+            """\
             loop:
               interval_seconds: 10
             loop:
@@ -597,6 +641,49 @@ def test_effective_replicas_merges_the_override_onto_the_global_settings(overrid
     } == expected
 
 
+GLOBAL_FORECAST = """
+forecast:
+  quantile: 0.8
+  lower_quantile_to: [0.6]
+"""
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        pytest.param("", (0.8, [0.975], [0.6], 0.5, "auto"), id="no-override-is-the-global-settings"),
+        pytest.param("forecast: {}", (0.8, [0.975], [0.6], 0.5, "auto"), id="an-empty-override"),
+        pytest.param(
+            "forecast: {quantile: 0.95, lower_quantile_to: [], lean_quantile: null}",
+            (0.95, [0.975], [], None, "auto"),
+            id="a-latency-sensitive-workload-without-lower-rungs",
+        ),
+        pytest.param("forecast: {lean_quantile: 0.4, model: naive}", (0.8, [0.975], [0.6], 0.4, "naive"),
+                     id="an-override-replaces-only-what-it-writes"),
+    ],
+)
+def test_effective_forecast_merges_the_keys_a_workload_writes(override, expected):
+    loaded = load(GLOBAL_FORECAST + "workloads:\n  - namespace: shop\n    name: web\n    " + override + "\n")
+
+    effective = loaded.effective_forecast(loaded.workloads[0])
+
+    assert (effective.quantile, effective.raise_quantile_to, effective.lower_quantile_to, effective.lean_quantile,
+            effective.model) == expected
+    assert loaded.forecast.lean_quantile == 0.5  # the global settings are untouched
+
+
+def test_effective_forecast_names_the_workload_when_the_merge_is_invalid():
+    loaded = load("forecast: {lean_quantile: null}")
+    outsider = settings.WorkloadSettings(namespace="shop", name="web", forecast={"lower_quantile_to": [0.9]})
+
+    with pytest.raises(settings.SettingsError) as caught:
+        loaded.effective_forecast(outsider)
+
+    [problem] = caught.value.problems
+    assert problem.path == "forecast"
+    assert "lower_quantile_to must be descending" in problem.message and "Deployment/shop/web" in problem.message
+
+
 def test_effective_replicas_names_the_workload_when_the_merge_is_invalid():
     loaded = load("replicas: {min_replicas: 5}")
     outsider = settings.WorkloadSettings(namespace="shop", name="web", replicas={"max_replicas": 3})
@@ -768,3 +855,28 @@ def test_empty_quantile_ladders_turn_the_hpa_reference_off():
     reference = policies.reference_params(load(""), workload)
     assert reference.quantiles == (0.85, 0.975, 0.7, 0.6, 0.5) and reference.lean and reference.days == 3
     assert reference.hpa.target_utilization_ratio == 0.7 and reference.hpa.max_replicas == 100
+
+
+def test_a_workload_keeps_its_own_quantile_ladder():
+    from controller import policies
+
+    loaded = load(
+        """
+        workloads:
+          - {namespace: shop, name: web}
+          - namespace: shop
+            name: checkout
+            forecast: {quantile: 0.95, lower_quantile_to: [], lean_quantile: null, reference_days: 5}
+          - namespace: shop
+            name: batch
+            forecast: {raise_quantile_to: [], lower_quantile_to: [], lean_quantile: null}
+        """
+    )
+    web, checkout, batch = loaded.workloads
+
+    assert policies.reference_params(loaded, web).quantiles == (0.85, 0.975, 0.7, 0.6, 0.5)
+    own = policies.reference_params(loaded, checkout)
+    assert own.quantiles == (0.95, 0.975) and not own.lean and own.days == 5
+    assert policies.reference_params(loaded, batch) is None  # no ladder: no counterfactual HPA
+    assert policies.planner_params(loaded, checkout).quantile == 0.95
+    assert policies.planner_params(loaded, web).quantile == 0.85
