@@ -647,6 +647,10 @@ class KubeAdapter:
                         label_selector=selector,
                         limit=self._page_size,
                         _continue=token,
+                        # "0": any version, served from the API server's watch cache rather than a
+                        # quorum read of etcd for every workload every tick (as an informer's
+                        # view, it may be a moment old). A continuation page takes none.
+                        resource_version=None if token else "0",
                         _preload_content=False,
                         _request_timeout=self._timeout,
                     )

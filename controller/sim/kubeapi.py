@@ -1543,6 +1543,8 @@ class KubeApiServer:
         items = [o for o in self.store.list(res, namespace) if accept(o)]
         meta: dict[str, Any] = {"resourceVersion": str(self.store.revision)}
         if token := query.get("continue"):
+            if query.get("resourceVersion"):  # a real server allows at most "0" here; be stricter
+                raise bad_request("specifying resource version is not allowed when using continue")
             try:
                 after = tuple(json.loads(base64.urlsafe_b64decode(token.encode())))
             except ValueError as exc:

@@ -362,6 +362,9 @@ async def test_list_pages_with_limit_and_continue(kube_api, kube_server):
     rest = await core.list_namespaced_pod(NS, limit=3, _continue=first.metadata._continue)
     assert [p.metadata.name for p in first.items + rest.items] == [f"p{i}" for i in range(5)]
     assert first.metadata.remaining_item_count == 2 and rest.metadata._continue is None
+    with pytest.raises(client.ApiException) as err:  # a continue token carries its own version
+        await core.list_namespaced_pod(NS, limit=3, _continue=first.metadata._continue, resource_version="5")
+    assert err.value.status == 400 and "not allowed when using continue" in err.value.body
 
 
 # ---- watch --------------------------------------------------------------------------------------
