@@ -403,6 +403,13 @@ def workload_from_annotations(
         raise ValueError(problems) from None
 
 
+def _annotation_problems(exc: SettingsError) -> str:
+    """The problems of an annotated workload's merge, each named by the annotation it came from
+    (``scaleahead.io/min-replicas: must be ... (100, from replicas.max_replicas)``)."""
+    names = {f"replicas.{key}": annotation for annotation, key in ANNOTATION_REPLICAS.items()}
+    return "; ".join(f"{names.get(p.path, p.path)}: {p.message}" for p in exc.problems)
+
+
 class AnnotationDiscovery:
     """Finds Deployments and StatefulSets annotated ``scaleahead.io/enabled: "true"`` in every namespace.
 
@@ -438,9 +445,16 @@ class AnnotationDiscovery:
                 response = await lister(limit=self._page_size, _continue=token, _preload_content=False,
                                         _request_timeout=self._timeout)  # fmt: skip
                 try:
-                    page = json.loads(await response.read())
+                    body = await response.read()
                 finally:
                     response.release()
+                # Without preloading the client does not raise on an error status: a 403 or a 500
+                # must fail the discovery (the last list is kept), not read as "nothing annotated".
+                if not 200 <= response.status <= 299:
+                    raise RuntimeError(
+                        f"listing {kind}s failed: HTTP {response.status} {response.reason}: {body[:200].decode(errors='replace')}"
+                    )
+                page = json.loads(body)
                 for obj in page.get("items") or []:
                     meta = obj.get("metadata") or {}
                     annotations = meta.get("annotations") or {}
@@ -671,6 +685,7 @@ class Controller:
         self._discovered: list[WorkloadSettings] = []
         self._discovered_at = -math.inf
         self._discovery_problems: set[str] = set()
+        self._merge_problems: set[str] = set()
         self._settings_changed = True
         self._settings_text: str | None = None
         self._stop = asyncio.Event()
@@ -843,13 +858,17 @@ class Controller:
         self._settings_changed = False
         settings = self.settings
         wanted: dict[WorkloadRef, WorkloadSettings] = {}
+        merge_problems: set[str] = set()
         for w in self._discovered:
             try:
                 settings.effective_replicas(w)
             except SettingsError as exc:
-                log.warning("ignoring annotated workload %s: %s", settings.workload_ref(w), exc)
+                merge_problems.add(f"{settings.workload_ref(w)}: {_annotation_problems(exc)}")
                 continue
             wanted[settings.workload_ref(w)] = w
+        for problem in merge_problems - self._merge_problems:  # once, not at every discovery
+            log.warning("ignoring an annotated workload: %s", problem)
+        self._merge_problems = merge_problems
         for w in settings.workloads:  # the settings win over annotations
             wanted[settings.workload_ref(w)] = w
 

@@ -442,6 +442,38 @@ async def test_annotated_deployments_are_discovered_with_their_overrides(world_f
     assert w.replicas("steady") == 7  # capped by its annotation
 
 
+async def test_a_failed_discovery_list_keeps_the_annotated_workloads(world_factory, kube_server, kube_clock, prom, kube_api, caplog):
+    deploy(kube_server, kube_clock, "steady", 2, annotations={loop.ANNOTATION_ENABLED: "true", "scaleahead.io/mode": "active"})
+    w = world_factory(settings_yaml(prom.url, "[]").replace("workloads:\n  []", "workloads: []"))
+    w.controller.discovery = loop.AnnotationDiscovery(kube_api)
+    w.controller.discovery_interval_seconds = TICK
+    await w.ticks(2)
+    assert list(w.controller.managed()) == ["Deployment/default/steady"]
+
+    for status in (403, 500):  # an error body is not an empty list
+        kube_server.faults.fail_next(1, status=status, method="GET", path="/apis/apps/v1/deployments")
+        with pytest.raises(RuntimeError, match=f"listing Deployments failed: HTTP {status}"):
+            await w.controller.discovery.discover()
+    kube_server.faults.fail_next(1, status=403, method="GET", path="/apis/apps/v1/deployments")
+    with caplog.at_level(logging.WARNING, logger="controller.loop"):
+        await w.ticks(1)
+    assert list(w.controller.managed()) == ["Deployment/default/steady"]  # the last list is kept
+    assert any("discovery of annotated workloads failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_annotation_that_clashes_with_the_settings_is_named_and_logged_once(world_factory, kube_server, kube_clock, prom, kube_api, caplog):
+    deploy(kube_server, kube_clock, "steady", 2, annotations={loop.ANNOTATION_ENABLED: "true", "scaleahead.io/min-replicas": "200"})
+    w = world_factory(settings_yaml(prom.url, "[]").replace("workloads:\n  []", "workloads: []"))
+    w.controller.discovery = loop.AnnotationDiscovery(kube_api)
+    w.controller.discovery_interval_seconds = TICK
+    with caplog.at_level(logging.WARNING, logger="controller.loop"):
+        await w.ticks(4)
+    warnings = [r.getMessage() for r in caplog.records if "ignoring an annotated workload" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "Deployment/default/steady: scaleahead.io/min-replicas: must be less than or equal to max_replicas" in warnings[0]
+    assert w.controller.managed() == {}
+
+
 # ---- run and stop --------------------------------------------------------------------------------
 
 
