@@ -187,7 +187,7 @@ def _backtest(args: argparse.Namespace) -> int:
         startup_distribution=args.startup_distribution,
         seed=args.seed,
         hpa_target=args.hpa_target,
-        settings=_policy_settings(settings, policies, args.settings, workload),
+        settings=settings,
         workload=workload,
     )
     capacity = _capacity_per_pod(args, settings)
@@ -300,20 +300,6 @@ def _capacity_per_pod(args: argparse.Namespace, settings) -> float | None:
     if args.peak_pods is None and settings is not None:
         return float(settings.metrics.capacity_per_pod)
     return None
-
-
-def _policy_settings(settings, policies: list[str], source: str | None, workload=None):
-    """The settings the scaleahead policy replays with: the whole ConfigMap (planner, model, bounds)."""
-    if settings is None:
-        return None
-    name = settings.forecast.model if workload is None else settings.effective_forecast(workload).model
-    if "scaleahead" in policies:
-        import models
-
-        if name not in models.names():
-            where = "forecast.model" if workload is None else f"the forecast.model of {workload.namespace}/{workload.name}"
-            raise UserError(f"{source}: {where} {name!r} is not a known model; known: {', '.join(models.names())}")
-    return settings
 
 
 def _check_report_path(path: str) -> None:

@@ -766,9 +766,14 @@ class Controller:
                 with contextlib.suppress(ValueError):
                     self.telemetry.set_phase("leader" if acting else "follower")
                 if acting:
-                    # Another replica may have acted meanwhile: read every state annotation again.
+                    # Another replica may have acted meanwhile: start every workload over from its
+                    # state annotation, with a fresh policy (a policy that has run cannot take
+                    # another's choice of quantile under its running counterfactuals).
                     for managed in self.workloads.values():
+                        if managed.policy is not None:
+                            managed.policy = self._build_policy(managed) or managed.policy
                         managed.initialized, managed.conflicts = False, None
+                        managed.prime_retry_at = -math.inf
             if acting:  # only the leader ticks
                 started = time.perf_counter()
                 try:
@@ -891,22 +896,28 @@ class Controller:
             built_from = (w, settings.effective_forecast(w), shared)
             if managed.policy is not None and managed.built_from == built_from:
                 continue
-            old_policy = managed.policy
+            old_policy, old_workload = managed.policy, managed.workload
             managed.workload, managed.mode = w, mode
-            managed.policy = self._build_policy(managed)
+            policy = self._build_policy(managed)
+            if policy is None and old_policy is not None:
+                # keep deciding with the last tuning that built (settings are validated, so this is
+                # a bug or a resource limit); the next settings change tries again
+                managed.workload = old_workload
+                log.error("%s: keeping its policy of the last settings", managed.label, extra={"workload": managed.label})
+                continue
+            managed.policy = policy
             managed.built_from = built_from
             managed.prime_retry_at = -math.inf
-            if old_policy is not None and managed.policy is not None:
+            if old_policy is None:
+                managed.initialized = False  # nothing to carry over: read the state annotation
+            elif policy is not None:
                 # new tuning, same memory: keep the planner state and the startup estimate
-                managed.policy.state = old_policy.state
-                if isinstance(old_policy, PredictivePolicy) and isinstance(managed.policy, PredictivePolicy):
+                policy.state = old_policy.state
+                if isinstance(old_policy, PredictivePolicy) and isinstance(policy, PredictivePolicy):
                     memory = old_policy.reference_memory()
                     if memory is not None:
-                        managed.policy.restore_reference(memory)  # only when the ladder is unchanged
-                if hasattr(old_policy, "startup") and hasattr(managed.policy, "startup"):
-                    managed.policy.startup = dataclasses.replace(  # type: ignore[attr-defined]
-                        managed.policy.startup, samples=old_policy.startup.samples  # type: ignore[attr-defined]
-                    )
+                        policy.restore_reference(memory)  # only when the ladder is unchanged
+                    policy.restore_startup(old_policy.startup.samples, since=old_policy.startup_since)
                 log.info("%s: settings changed; policy rebuilt", managed.label, extra={"workload": managed.label})
             self.telemetry.register_workload(managed.label, mode=mode)
 
@@ -983,9 +994,10 @@ class Controller:
             else:
                 log.info("%s: the stored choice of quantile does not apply (%s); it starts over", m.label, problem,
                          extra={"workload": m.label})  # fmt: skip
-        if decoded.startup_samples and hasattr(m.policy, "startup"):
-            est = m.policy.startup  # type: ignore[attr-defined]
-            m.policy.startup = dataclasses.replace(est, samples=decoded.startup_samples)  # type: ignore[attr-defined]
+        if decoded.startup_samples and isinstance(m.policy, PredictivePolicy):
+            # The pods Ready before now are in the samples already, or were missed while no
+            # replica ran: only later ones are new.
+            m.policy.restore_startup(decoded.startup_samples, since=now)
         m.state_signature = self._signature(m, self._reference_memory(m))
         m.initialized = True
 

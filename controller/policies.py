@@ -403,6 +403,17 @@ class PredictivePolicy:
         """The provisioning quantile in use (the configured one, or another rung of the ladder chosen against the HPA)."""
         return self._rung_params[self.rung].quantile
 
+    @property
+    def startup_since(self) -> float:
+        """Pods that became Ready at or before this time are in the startup samples already."""
+        return self._since
+
+    def restore_startup(self, samples: Sequence[tuple[float, float]], *, since: float) -> None:
+        """Take over startup samples learnt before (a rebuilt policy's, the state annotation's);
+        only pods Ready after ``since`` are sampled from now on, so none is counted twice."""
+        self.startup = dataclasses.replace(self.startup, samples=tuple(samples))
+        self._since = max(self._since, since)
+
     def reference_memory(self) -> baseline.ReferenceMemory | None:
         """What the choice of quantile has learnt (for the state annotation); ``None`` before its
         first tick or without a ladder."""

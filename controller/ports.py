@@ -55,7 +55,8 @@ class PodCounter(Protocol):
         """Return ``(ready_at, startup_seconds)`` of the target's pods that became Ready after ``since``.
 
         ``startup_seconds`` is the time from the pod's creation to its Ready condition,
-        as the cluster shows it; the list is ordered by ``ready_at``.
+        as the cluster shows it; the list is ordered by ``ready_at``. A pod's first Ready
+        transition only: one that becomes Ready again later is not a startup.
         """
         ...
 

@@ -285,6 +285,15 @@ class ForecastSettings(_Settings):
         description="Days the choice among `raise_quantile_to`, `lower_quantile_to` and `lean_quantile` looks back on.",
     )
 
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        import models  # the registry; cheap (the model modules import their libraries lazily)
+
+        if value not in models.names():
+            raise ValueError(f"unknown model {value!r}; known: {', '.join(models.names())}")
+        return value
+
     @model_validator(mode="after")
     def _ladder_around_quantile(self) -> ForecastSettings:
         for name, rungs, sign, order, side, verb in (

@@ -292,6 +292,8 @@ class KubeAdapter:
         self._rng = rng or random.Random()
         # per target: the last selector and uid its scale subresource showed, the last state seen
         self._selectors: dict[WorkloadRef, str] = {}
+        #: per target, the pods seen Ready (their uid): each is a startup sample once at most
+        self._seen_ready: dict[WorkloadRef, set[str]] = {}
         self._uids: dict[WorkloadRef, str] = {}
         self._states: dict[WorkloadRef, str | None] = {}
 
@@ -407,6 +409,11 @@ class KubeAdapter:
 
         The ``PodCounter`` port's contract. From each Ready pod's ``creationTimestamp`` and
         the ``lastTransitionTime`` of its ``Ready`` condition (whole seconds on the wire).
+        Each pod counts once at most, the first time this adapter sees it Ready: a later
+        Ready transition (after a readiness probe failed, or a container restarted) is not
+        a startup. A pod that did so before it was first seen counts from its creation to
+        that transition, an overestimate that the estimate's median absorbs unless most
+        pods did.
 
         Args:
             target: the workload.
@@ -421,15 +428,25 @@ class KubeAdapter:
             RetriesExhausted: the API kept failing.
         """
         samples: list[tuple[float, float]] = []
+        seen = self._seen_ready.setdefault(target, set())
+        listed: set[str] = set()
         for pod in await self._pods(target):
+            meta = pod.get("metadata") or {}
+            uid = str(meta.get("uid") or meta.get("name"))
+            listed.add(uid)
             cond = _ready_condition(pod)
-            if cond is None or cond.get("status") != "True":
+            if cond is None or cond.get("status") != "True" or uid in seen:
                 continue
-            created = _parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
+            # A pod is sampled the first time it is seen Ready, never again: a pod that went
+            # unready and Ready again (a failing dependency, a restarted container) would
+            # otherwise report its age as a startup.
+            seen.add(uid)
+            created = _parse_time(meta.get("creationTimestamp"))
             ready_at = _parse_time(cond.get("lastTransitionTime"))
             if created is None or ready_at is None or not ready_at > since:
                 continue
             samples.append((ready_at, max(0.0, ready_at - created)))
+        seen &= listed  # forget deleted pods
         return sorted(samples)
 
     # -- state, events, conflicts ---------------------------------------------------------------

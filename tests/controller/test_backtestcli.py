@@ -229,7 +229,7 @@ def test_a_bad_url_settings_file_or_report_directory_is_one_error(capsys, tmp_pa
     settings.write_text("forecast:\n  model: prophet\n")
     code, _, err = run(capsys, "--prometheus", "http://127.0.0.1:1", "--query", QUERY, "--start", "-1h",
                        "--settings", str(settings), "--policy", "scaleahead")
-    assert code == 2 and "forecast.model 'prophet' is not a known model" in one_error_line(err)
+    assert code == 2 and "forecast.model: unknown model 'prophet'; known: auto, ets" in one_error_line(err)
 
 
 NOW = 1_793_491_200.0  # 2026-11-01T00:00:00Z
@@ -327,4 +327,4 @@ def test_a_workload_that_is_not_in_the_settings_is_one_error(capsys, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(WORKLOADS.format(url=unreachable).replace("quantile: 0.99", "quantile: 0.99, model: prophet"))
     code, _, err = run(capsys, "--settings", str(bad), *base, "--workload", "shop/checkout", "--policy", "scaleahead")
-    assert code == 2 and "the forecast.model of shop/checkout 'prophet' is not a known model" in one_error_line(err)
+    assert code == 2 and "workloads[1].forecast.model: unknown model 'prophet'" in one_error_line(err)

@@ -346,6 +346,122 @@ async def test_a_forecast_override_written_as_null_rebuilds_the_policy_and_an_un
     assert managed.policy is after  # same settings, same policy
 
 
+async def test_a_rebuilt_policy_does_not_count_the_startups_it_has_seen_again(world_factory, kube_server, kube_clock, prom, tmp_path):
+    deploy(kube_server, kube_clock, "steady", 8)
+    path = tmp_path / "config.yaml"
+    plain = settings_yaml(prom.url, "- {namespace: default, name: steady}", mode="recommend")
+    path.write_text(plain)
+    w = world_factory(plain, settings_path=path)
+    await w.ticks(3)
+    (managed,) = w.controller.workloads.values()
+    before = managed.policy.startup.samples
+    assert len(before) == 8 and {s for s, _ in before} == {30.0}  # the 8 pods, 30 s each
+
+    path.write_text(settings_yaml(prom.url, "- {namespace: default, name: steady, forecast: {quantile: 0.9}}", mode="recommend"))
+    assert await w.controller.check_settings() is True
+    await w.ticks(2)
+    assert managed.policy.quantile == 0.9  # rebuilt
+    assert managed.policy.startup.samples == before  # and no pod counted twice
+
+
+async def test_a_failed_rebuild_keeps_the_last_policy(world_factory, kube_server, kube_clock, prom, tmp_path, caplog):
+    deploy(kube_server, kube_clock, "steady", 2)
+    path = tmp_path / "config.yaml"
+    plain = settings_yaml(prom.url, "- {namespace: default, name: steady}", mode="recommend")
+    path.write_text(plain)
+    w = world_factory(plain, settings_path=path)
+    build = w.controller.policy_factory
+
+    def failing(settings, workload, ports):  # a policy that cannot be built at q=0.9 (a resource limit, say)
+        if settings.effective_forecast(workload).quantile == 0.9:
+            raise MemoryError("no room for another model")
+        return build(settings, workload, ports)
+
+    w.controller.policy_factory = failing
+    await w.ticks(2)
+    (managed,) = w.controller.workloads.values()
+    before = managed.policy
+    path.write_text(settings_yaml(prom.url, "- {namespace: default, name: steady, forecast: {quantile: 0.9}}", mode="recommend"))
+    assert await w.controller.check_settings() is True
+    with caplog.at_level(logging.ERROR, logger="controller.loop"):
+        await w.ticks(2)
+    assert managed.policy is before and managed.policy.quantile == 0.85  # still deciding, on the last tuning
+    assert len(w.decisions.snapshot()["Deployment/default/steady"]) == 4
+    assert any("keeping its policy of the last settings" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_readiness_blip_is_not_a_startup(world_factory, kube_server, kube_clock, prom):
+    deploy(kube_server, kube_clock, "steady", 8)
+    w = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}", mode="recommend"))
+    await w.ticks(3)
+    (managed,) = w.controller.workloads.values()
+    samples = managed.policy.startup.samples
+    assert managed.policy.startup.seconds == 30.0
+
+    # an hour and a half later a dependency fails: every pod is unready for a tick, then Ready again
+    kube_clock.t = T0 + 5400.0
+
+    def set_ready(status: str) -> None:
+        for pod in kube_server.objects("pods", NS):
+            for condition in pod["status"]["conditions"]:
+                if condition["type"] in ("Ready", "ContainersReady"):
+                    condition["status"], condition["lastTransitionTime"] = status, kubeapi.rfc3339(kube_clock.t)
+            kube_server.put(pod)
+
+    set_ready("False")
+    await w.ticks(1)
+    set_ready("True")
+    await w.ticks(2)
+    assert managed.policy.startup.samples == samples  # not 5400 s "startups"
+    assert managed.policy.startup.seconds == 30.0
+    kube_server.put(kubeapi.make_pod("new", labels={"app": "steady"}, created_at=kube_clock.t - 45, ready_at=kube_clock.t - 5))
+    await w.ticks(1)
+    assert [s for s, _ in managed.policy.startup.samples[len(samples):]] == [40.0]  # a new pod still counts
+
+
+async def test_startups_restored_from_the_annotation_are_not_counted_again(world_factory, kube_server, kube_clock, prom):
+    deploy(kube_server, kube_clock, "steady", 8)
+    a = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}"))
+    await a.ticks(3)
+    learnt = next(iter(a.controller.workloads.values())).policy.startup.samples
+    assert len(learnt) == 8
+
+    b = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}"))  # a restart
+    await b.ticks(3)
+    (managed,) = b.controller.workloads.values()
+    assert len(managed.policy.startup.samples) == 8  # the annotation's, not those plus the same 8 pods again
+
+
+async def test_regaining_leadership_starts_over_from_the_annotation_with_a_fresh_policy(world_factory, kube_server, kube_clock, prom, caplog):
+    from controller.decide.baseline import ReferenceMemory
+
+    deploy(kube_server, kube_clock, "steady", 8)
+    w = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}"))
+    w.controller.may_act = lambda: True
+    await w.ticks(3)
+    (managed,) = w.controller.workloads.values()
+    before = managed.policy
+    # meanwhile another replica led and moved to 0.975; it wrote that into the annotation
+    theirs = ReferenceMemory(before._reference.quantiles, 1, (), kube_clock.t + 600.0, lean=True)
+    text = statecodec.encode(before.state, now=kube_clock.t, keep_seconds=300, event_keep_seconds=60, reference=theirs)
+    obj = kube_server.get("deployments", NS, "steady")
+    obj["metadata"]["annotations"][kube.STATE_ANNOTATION] = text
+    kube_server.put(obj)
+
+    w.controller._acting = False  # lost it; the loop's next turn regains it
+    task = asyncio.ensure_future(w.controller._tick_loop())
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if managed.initialized:
+            break
+    w.controller._stop.set()
+    await asyncio.wait_for(task, 5)
+    assert managed.policy is not before and managed.policy.rung == 1 and managed.policy.quantile == 0.975
+    with caplog.at_level(logging.WARNING, logger="controller.loop"):
+        await w.ticks(25, every=3600.0)  # past the restored period's end, where the old policy failed
+    assert not [r for r in caplog.records if "reconcile failed" in r.getMessage()]
+
+
 # ---- faults --------------------------------------------------------------------------------------
 
 

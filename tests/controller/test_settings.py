@@ -399,6 +399,24 @@ def test_settings_are_frozen():
         ),
         pytest.param(
             """\
+            forecast:
+              model: etss
+            """,
+            "forecast.model", 2, "unknown model 'etss'; known: auto, ets, naive",
+            id="unknown-model",
+        ),
+        pytest.param(
+            """\
+            workloads:
+              - namespace: shop
+                name: web
+                forecast: {model: prophet}
+            """,
+            "workloads[0].forecast.model", 4, "unknown model 'prophet'",
+            id="override-unknown-model",
+        ),
+        pytest.param(
+            """\
             workloads:
               - namespace: shop
                 name: web

@@ -8,6 +8,7 @@ on the simulated clock the server also reads, so backoffs cost no wall time.
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
@@ -414,3 +415,21 @@ async def test_a_configured_plural_overrides_the_guess(kube_api, kube_server, ku
     odd = WorkloadRef(NS, "canary", kind="Canary", api_version="argoproj.io/v1alpha1")
     adapter = kube.KubeAdapter(kube_api, clock=kube_clock, plurals={("argoproj.io/v1alpha1", "Canary"): "rollouts"})
     assert await adapter.current_replicas(odd) == 2
+
+
+async def test_a_pod_is_a_startup_once_not_again_when_it_is_ready_again(adapter, kube_server, kube_clock):
+    seed(kube_server, DEPLOYMENT, replicas=0)
+    t = kube_clock.t
+    web = {"app": "web"}
+    kube_server.put(kubeapi.make_pod("a", labels=web, created_at=t - 100, ready_at=t - 88))  # 12 s
+    assert await adapter.recent_startups(DEPLOYMENT, since=-math.inf) == [(t - 88, 12.0)]
+
+    # an hour later it fails its readiness probe and recovers: Ready again, 3600 s after creation
+    kube_clock.t = t + 3600
+    pod = kube_server.get("pods", "default", "a")
+    for condition in pod["status"]["conditions"]:
+        if condition["type"] == "Ready":
+            condition["lastTransitionTime"] = kubeapi.rfc3339(t + 3500)
+    kube_server.put(pod)
+    kube_server.put(kubeapi.make_pod("b", labels=web, created_at=t + 3400, ready_at=t + 3420))  # 20 s
+    assert await adapter.recent_startups(DEPLOYMENT, since=t - 88) == [(t + 3420, 20.0)]  # b only
