@@ -1016,8 +1016,12 @@ class Controller:
             log.warning("%s: no history from Prometheus yet (%s); the model learns from the ticks", m.label, exc,
                         extra={"workload": m.label})  # fmt: skip
             return
+        try:
+            steps = await policy.prime(series.timestamps, series.values)
+        except Exception:
+            m.prime_retry_at = now + 10 * self.settings.loop.interval_seconds  # counted as the tick's failure
+            raise
         m.prime_retry_at = math.inf
-        steps = await policy.prime(series.timestamps, series.values)
         log.info("%s: model primed with %d steps of history", m.label, steps, extra={"workload": m.label})
 
     async def _check_conflicts(self, m: _Managed, now: float) -> None:
@@ -1090,12 +1094,14 @@ class Controller:
         state = policy.state if policy is not None else None
         if state is None:
             return None
-        samples = getattr(getattr(policy, "startup", None), "samples", ())
+        startup = getattr(policy, "startup", None)
+        samples = getattr(startup, "samples", ())
         return (
             frozenset(r.replicas for r in state.recommendations),
             state.scale_up_events,
             state.scale_down_events,
-            len(samples),
+            # the count stops at the cap (64 samples); the estimate goes on changing
+            (len(samples), getattr(startup, "seconds", None)),
             None if memory is None else (memory.rung, len(memory.days), memory.period_end),
         )
 

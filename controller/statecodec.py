@@ -252,14 +252,18 @@ def decode(text: str | None) -> Decoded:
     except (TypeError, ValueError, KeyError) as exc:
         return Decoded(ControllerState(), warning=f"state annotation is malformed ({exc}); starting from a fresh state")
     numbers = [r.at for r in state.recommendations] + [e.at for e in (*state.scale_up_events, *state.scale_down_events)]
+    numbers += [x for check in state.pending_checks for x in check]
     if not all(math.isfinite(x) for x in numbers) or any(r.replicas < 0 for r in state.recommendations):
         return Decoded(ControllerState(), warning="state annotation holds invalid numbers; starting from a fresh state")
     reference, warning = None, None
+    if not all(math.isfinite(sec) and sec >= 0 and math.isfinite(w) and w > 0 for sec, w in samples):
+        samples, warning = (), "state annotation's startup samples hold invalid numbers; the startup time is learnt again"
     if "ref" in doc:
         try:
             reference = _decode_reference(doc["ref"])
         except (TypeError, ValueError, KeyError) as exc:
-            warning = f"state annotation's quantile memory is malformed ({exc!r}); the choice of quantile starts over"
+            problem = f"state annotation's quantile memory is malformed ({exc!r}); the choice of quantile starts over"
+            warning = problem if warning is None else f"{warning}; {problem}"
     return Decoded(state, samples, written_at, warning, reference)
 
 

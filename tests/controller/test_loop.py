@@ -462,6 +462,26 @@ async def test_regaining_leadership_starts_over_from_the_annotation_with_a_fresh
     assert not [r for r in caplog.records if "reconcile failed" in r.getMessage()]
 
 
+async def test_a_changed_startup_estimate_is_written_even_at_the_sample_cap(world_factory, kube_server, kube_clock, prom):
+    deploy(kube_server, kube_clock, "steady", 2)
+    w = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}"))
+    await w.ticks(1)
+    (managed,) = w.controller.workloads.values()
+
+    def stored() -> float:
+        text = kube_server.get("deployments", NS, "steady")["metadata"]["annotations"][kube.STATE_ANNOTATION]
+        return max(seconds for seconds, _ in statecodec.decode(text).startup_samples)
+
+    estimate = managed.policy.startup.observe([30.0] * 64)
+    managed.policy.startup = estimate
+    await w.ticks(1)
+    assert stored() == 30.0
+    managed.policy.startup = estimate.observe([300.0] * 40)  # a new image: still 64 samples, a new estimate
+    assert len(managed.policy.startup.samples) == 64 and managed.policy.startup.seconds == 300.0
+    await w.ticks(1)
+    assert stored() == 300.0
+
+
 # ---- faults --------------------------------------------------------------------------------------
 
 

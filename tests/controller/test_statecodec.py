@@ -81,6 +81,7 @@ def test_an_oversized_state_drops_its_optional_parts_first():
         pytest.param('{"v": 1, "rec": [[3]]}', True, id="bad-shape"),
         pytest.param('{"v": 1, "hits": "10x"}', True, id="bad-hits"),
         pytest.param('{"v": 1, "rec": [[-3, 1.0]]}', True, id="negative-replicas"),
+        pytest.param('{"v": 1, "chk": [[Infinity, 1.0, 2.0]]}', True, id="infinite-check"),
     ],
 )
 def test_an_unreadable_annotation_gives_a_fresh_state_never_an_error(text, warned):
@@ -139,3 +140,13 @@ def test_a_malformed_quantile_memory_is_dropped_with_a_warning_and_the_rest_kept
     assert decoded.reference is None
     assert "quantile memory is malformed" in decoded.warning
     assert decoded.state.scale_down_events == (ScaleEvent(2, NOW - 20),)  # the windows' state is kept
+
+
+@pytest.mark.parametrize("samples", ["[[Infinity, 1.0]]", "[[NaN, 1.0]]", "[[-5, 1.0]]", "[[30, 0]]", "[[30, 1.0], [40, -1]]"])
+def test_invalid_startup_samples_are_dropped_with_a_warning_and_the_rest_kept(samples):
+    decoded = statecodec.decode('{"v": 1, "rec": [[3, 100.0]], "startup": ' + samples + "}")
+
+    assert decoded.startup_samples == ()
+    assert decoded.warning is not None and "startup samples hold invalid numbers" in decoded.warning
+    assert decoded.state.recommendations == (Recommendation(3, 100.0),)
+    assert statecodec.decode('{"v": 1, "startup": [[30, 1.0]]}').startup_samples == ((30.0, 1.0),)
