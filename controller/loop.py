@@ -641,6 +641,9 @@ class Controller:
         self_ref: the controller's own Pod (or Namespace), for Events about the settings.
         may_act: whether this replica may write to the cluster now (leader election).
         stop_grace_seconds: how long ``stop`` lets a running tick finish before cancelling it.
+        metrics_factory: builds the ``MetricsSource`` for new ``metrics`` settings; with it a
+            reload that changes the Prometheus connection (URL, credentials, TLS, timeout)
+            takes effect at the next tick, the old source closed. ``None``: ``metrics`` is kept.
     """
 
     def __init__(
@@ -662,6 +665,7 @@ class Controller:
         self_ref: WorkloadRef | None = None,
         may_act: Callable[[], bool] = lambda: True,
         stop_grace_seconds: float = 10.0,
+        metrics_factory: Callable[[Any], MetricsSource] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -679,6 +683,8 @@ class Controller:
         self.self_ref = self_ref
         self.may_act = may_act
         self.stop_grace_seconds = stop_grace_seconds
+        self.metrics_factory = metrics_factory
+        self._metrics_settings = settings.metrics
 
         self.workloads: dict[WorkloadRef, _Managed] = {}
         self.ticks = 0
@@ -824,6 +830,8 @@ class Controller:
             if self.self_ref is not None:
                 await self._event(self.self_ref, EVENT_INVALID_SETTINGS, message, "Warning")
             return False
+        if new.loop.interval_seconds != self.settings.loop.interval_seconds and hasattr(self.health, "stall_after_seconds"):
+            self.health.stall_after_seconds = 4 * new.loop.interval_seconds + 60  # as `run` sets it
         self.settings = new
         self._settings_changed = True
         self.telemetry.record_config_reload(valid=True)
@@ -836,6 +844,7 @@ class Controller:
         """Reconcile every managed workload once, concurrently (bounded); never raises for a workload."""
         now = self.clock.now()
         self.ticks += 1
+        await self._reconnect_metrics()
         await self._refresh_workloads(now)
         semaphore = asyncio.Semaphore(self.settings.loop.max_concurrent_workloads)
 
@@ -844,6 +853,25 @@ class Controller:
                 await self._reconcile(managed)
 
         await asyncio.gather(*(one(m) for m in list(self.workloads.values())))
+
+    async def _reconnect_metrics(self) -> None:
+        """A new Prometheus connection when a reload changed it; between ticks, so no query is in flight."""
+        new = self.settings.metrics
+        keys = ("prometheus_url", "bearer_token_file", "ca_file", "insecure_skip_tls_verify", "timeout_seconds")
+        if self.metrics_factory is None or all(getattr(new, k) == getattr(self._metrics_settings, k) for k in keys):
+            self._metrics_settings = new
+            return
+        try:
+            source = self.metrics_factory(new)
+        except Exception as exc:  # a CA file that cannot be read, say: keep the old connection, try again next tick
+            log.error("cannot connect to Prometheus with the new settings, keeping the old connection: %s", exc)
+            return
+        old, self.metrics, self._metrics_settings = self.metrics, source, new
+        log.info("Prometheus connection changed: %s", new.prometheus_url)
+        close = getattr(old, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
 
     async def _refresh_workloads(self, now: float) -> None:
         """Discovery (on its interval) and the settings' list -> ``self.workloads``."""

@@ -182,12 +182,14 @@ async def run_controller(
     telemetry.set_phase("starting")
     health = server.Health(stall_after_seconds=4 * settings.loop.interval_seconds + 60)
     decisions = server.DecisionLog()
-    m = settings.metrics
-    metrics = PrometheusMetricsSource(
-        m.prometheus_url, bearer_token_file=m.bearer_token_file, ca_file=m.ca_file,
-        insecure_skip_verify=m.insecure_skip_tls_verify, timeout_seconds=m.timeout_seconds,
-        sleep=clock.sleep, on_request=telemetry.record_prometheus,
-    )  # fmt: skip
+    def connect(m: Any) -> PrometheusMetricsSource:
+        return PrometheusMetricsSource(
+            m.prometheus_url, bearer_token_file=m.bearer_token_file, ca_file=m.ca_file,
+            insecure_skip_verify=m.insecure_skip_tls_verify, timeout_seconds=m.timeout_seconds,
+            sleep=clock.sleep, on_request=telemetry.record_prometheus,
+        )  # fmt: skip
+
+    metrics = connect(settings.metrics)
     stop = stop or asyncio.Event()
     async with k8s.ApiClient(configuration) as api:
         api.user_agent = f"scaleahead/{identity}"
@@ -206,7 +208,7 @@ async def run_controller(
             settings, clock=clock, metrics=metrics, kube=kube, telemetry=telemetry, health=health,
             decisions=decisions, policy_factory=policy_factory, settings_path=settings_path,
             discovery=loop.AnnotationDiscovery(api), self_ref=self_ref,
-            may_act=elector.is_leading if elector is not None else (lambda: True),
+            may_act=elector.is_leading if elector is not None else (lambda: True), metrics_factory=connect,
         )  # fmt: skip
         app = server.make_app(telemetry=telemetry, health=health, decisions=decisions)
         running_loop = asyncio.get_running_loop()
@@ -250,4 +252,4 @@ async def run_controller(
         finally:
             for sig in installed:
                 running_loop.remove_signal_handler(sig)
-            await metrics.aclose()
+            await controller.metrics.aclose()  # the one in use (a reload may have replaced it)

@@ -482,6 +482,43 @@ async def test_a_changed_startup_estimate_is_written_even_at_the_sample_cap(worl
     assert stored() == 300.0
 
 
+async def test_a_new_prometheus_connection_takes_effect_at_the_next_tick(world_factory, kube_server, kube_clock, prom, tmp_path):
+    deploy(kube_server, kube_clock, "steady", 2)
+    path = tmp_path / "config.yaml"
+    good = settings_yaml(prom.url, "- {namespace: default, name: steady}", mode="recommend")
+    path.write_text(good)
+    w = world_factory(good, settings_path=path)
+    opened = []
+
+    def connect(m):
+        source = PrometheusMetricsSource(m.prometheus_url, timeout_seconds=m.timeout_seconds, retries=0, sleep=kube_clock.sleep)
+        opened.append(source)
+        return source
+
+    w.controller.metrics_factory = connect
+    await w.ticks(1)
+    assert opened == []  # unchanged settings, same connection
+    label = "Deployment/default/steady"
+    assert w.controller.managed()[label]["failures"] == 0
+
+    dead = f"http://127.0.0.1:{promharness.free_port()}"
+    path.write_text(good.replace(prom.url, dead).replace("interval_seconds: 15.0", "interval_seconds: 30.0"))
+    assert await w.controller.check_settings() is True
+    assert w.health.stall_after_seconds == 4 * 30.0 + 60
+    first = w.controller.metrics
+    await w.ticks(1)
+    assert w.controller.metrics is opened[0] and opened[0].url == dead
+    assert w.controller.managed()[label]["failures"] == 1  # it really asks the new address
+
+    path.write_text(good)
+    assert await w.controller.check_settings() is True
+    await w.ticks(8)  # past the failure's backoff
+    assert w.controller.metrics is opened[1] and w.controller.managed()[label]["failures"] == 0
+    assert first is not opened[0]
+    for source in opened:
+        await source.aclose()
+
+
 # ---- faults --------------------------------------------------------------------------------------
 
 
