@@ -545,6 +545,13 @@ def _parse_instant(query: str, result: Any) -> Sample | None:
             return None
         if len(series) > 1:
             raise _several_series(query, len(series), [frozenset(s.get("metric", {}).items()) for s in series])
+        if "value" not in series[0]:
+            shape = "a range vector" if "values" in series[0] else "an unexpected result"
+            raise MetricsUnavailable(
+                f"query {query!r} returned {shape}; the load query must return one instant value, "
+                f"e.g. sum(rate(metric[1m])) rather than metric[1m]",
+                query=query,
+            )
         ts, raw = series[0]["value"]
     try:
         value = float(raw)

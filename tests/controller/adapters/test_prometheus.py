@@ -185,6 +185,14 @@ async def test_two_series_are_an_error_that_names_the_query_and_the_count(prom_h
     assert summed is not None and summed.value == pytest.approx(8.0)
 
 
+async def test_a_range_vector_as_the_load_query_is_an_error_that_says_what_to_write(prom_history, make_source):
+    source = make_source(prom_history.url)
+    query = 'sum(rate(http_requests_total{namespace="shop"}[1m]))[5m:1m]'
+    with pytest.raises(prometheus.MetricsUnavailable, match=r"returned a range vector; the load query must return one instant value") as err:
+        await source.instant(query, prom_history.t0 + 600)
+    assert query in str(err.value) and not err.value.retryable
+
+
 async def test_a_range_that_sees_two_series_across_its_chunks_is_an_error(prom_history, make_source):
     source = make_source(prom_history.url, max_points_per_request=6)
     t0 = prom_history.t0
