@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,6 +83,15 @@ def settings_yaml(prom_url: str, workloads: str, *, extra: str = "", mode: str =
           history_days: 1
         """
     ) + textwrap.dedent(extra) + "workloads:\n" + textwrap.indent(textwrap.dedent(workloads), "  ")
+
+
+def watched_world(world_factory, prom, tmp_path) -> tuple[World, Path, str]:
+    """A world whose controller watches its settings file (one workload, `steady`, in recommend
+    mode): the world, the file and its text."""
+    path = tmp_path / "config.yaml"
+    text = settings_yaml(prom.url, "- {namespace: default, name: steady}", mode="recommend")
+    path.write_text(text)
+    return world_factory(text, settings_path=path), path, text
 
 
 class World:
@@ -271,10 +281,7 @@ async def test_an_unreadable_state_annotation_is_ignored_with_a_warning(world_fa
 
 async def test_a_bad_settings_edit_keeps_the_last_good_settings(world_factory, kube_server, kube_clock, prom, tmp_path):
     deploy(kube_server, kube_clock, "steady", 2)
-    path = tmp_path / "config.yaml"
-    good = settings_yaml(prom.url, "- {namespace: default, name: steady}", mode="recommend")
-    path.write_text(good)
-    w = world_factory(good, settings_path=path)
+    w, path, good = watched_world(world_factory, prom, tmp_path)
     assert await w.controller.check_settings() is None  # unchanged
     assert w.metric("scaleahead_config_valid") == 1
 
@@ -297,10 +304,7 @@ async def test_a_bad_settings_edit_keeps_the_last_good_settings(world_factory, k
 
 async def test_a_settings_edit_rebuilds_the_policy_with_the_new_tuning_and_the_old_memory(world_factory, kube_server, kube_clock, prom, tmp_path):
     deploy(kube_server, kube_clock, "steady", 2)
-    path = tmp_path / "config.yaml"
-    good = settings_yaml(prom.url, "- {namespace: default, name: steady}", mode="recommend")
-    path.write_text(good)
-    w = world_factory(good, settings_path=path)
+    w, path, good = watched_world(world_factory, prom, tmp_path)
     await w.ticks(2)
     (managed,) = w.controller.workloads.values()
     before = managed.policy
@@ -324,10 +328,7 @@ async def test_a_settings_edit_rebuilds_the_policy_with_the_new_tuning_and_the_o
 
 async def test_a_forecast_override_written_as_null_rebuilds_the_policy_and_an_unchanged_file_does_not(world_factory, kube_server, kube_clock, prom, tmp_path):
     deploy(kube_server, kube_clock, "steady", 2)
-    path = tmp_path / "config.yaml"
-    plain = settings_yaml(prom.url, "- {namespace: default, name: steady}", mode="recommend")
-    path.write_text(plain)
-    w = world_factory(plain, settings_path=path)
+    w, path, plain = watched_world(world_factory, prom, tmp_path)
     await w.ticks(1)
     (managed,) = w.controller.workloads.values()
     before = managed.policy
@@ -348,10 +349,7 @@ async def test_a_forecast_override_written_as_null_rebuilds_the_policy_and_an_un
 
 async def test_a_rebuilt_policy_does_not_count_the_startups_it_has_seen_again(world_factory, kube_server, kube_clock, prom, tmp_path):
     deploy(kube_server, kube_clock, "steady", 8)
-    path = tmp_path / "config.yaml"
-    plain = settings_yaml(prom.url, "- {namespace: default, name: steady}", mode="recommend")
-    path.write_text(plain)
-    w = world_factory(plain, settings_path=path)
+    w, path, plain = watched_world(world_factory, prom, tmp_path)
     await w.ticks(3)
     (managed,) = w.controller.workloads.values()
     before = managed.policy.startup.samples
@@ -366,10 +364,7 @@ async def test_a_rebuilt_policy_does_not_count_the_startups_it_has_seen_again(wo
 
 async def test_a_failed_rebuild_keeps_the_last_policy(world_factory, kube_server, kube_clock, prom, tmp_path, caplog):
     deploy(kube_server, kube_clock, "steady", 2)
-    path = tmp_path / "config.yaml"
-    plain = settings_yaml(prom.url, "- {namespace: default, name: steady}", mode="recommend")
-    path.write_text(plain)
-    w = world_factory(plain, settings_path=path)
+    w, path, plain = watched_world(world_factory, prom, tmp_path)
     build = w.controller.policy_factory
 
     def failing(settings, workload, ports):  # a policy that cannot be built at q=0.9 (a resource limit, say)
@@ -484,10 +479,7 @@ async def test_a_changed_startup_estimate_is_written_even_at_the_sample_cap(worl
 
 async def test_a_new_prometheus_connection_takes_effect_at_the_next_tick(world_factory, kube_server, kube_clock, prom, tmp_path):
     deploy(kube_server, kube_clock, "steady", 2)
-    path = tmp_path / "config.yaml"
-    good = settings_yaml(prom.url, "- {namespace: default, name: steady}", mode="recommend")
-    path.write_text(good)
-    w = world_factory(good, settings_path=path)
+    w, path, good = watched_world(world_factory, prom, tmp_path)
     opened = []
 
     def connect(m):
