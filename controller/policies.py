@@ -385,12 +385,12 @@ class PredictivePolicy:
             lead_seconds=leadtime.lead_seconds(startup_seconds=self.startup.seconds, lag_seconds=self._lag, tick_seconds=self._tick),
             startup_seconds=self.startup.seconds,
         )
-        params = self._rung_params[self.rung]
         # The rungs differ in their quantiles only, not in the gate: their interval checks are the real ones (a
         # counterfactual starts from the real state and then sees the same forecasts and load).
-        gate = planner.score_gate(obs, self._forecast, params, self.state, now, timing=timing)
+        gate = planner.score_gate(obs, self._forecast, self._rung_params[self.rung], self.state, now, timing=timing)
         if self._reference is not None:
-            self._run_counterfactuals(obs, timing, gate)
+            self._run_counterfactuals(obs, timing, gate)  # at a period's end it may choose another rung
+        params = self._rung_params[self.rung]
         result = planner.plan(obs, self._forecast, params, self.state, now, timing=timing, target=target.name, gate=gate)
         self.state = result.state
         decision = result.decisions[0]
@@ -477,7 +477,8 @@ class PredictivePolicy:
         if now >= self._period_end:
             self._days = [*self._days, self._today][-ref.days :]
             self._today = (baseline.Tally(), [baseline.Tally()] * len(self._rung_params), 0.0)
-            self._period_end += ref.period_seconds
+            while self._period_end <= now:  # after a gap longer than a period: the next boundary ahead
+                self._period_end += ref.period_seconds
             rung = baseline.choose_rung(self._days, ref.quantiles)
             if rung != self.rung:
                 # The real pods continue at the new rung; the old rung goes on as a counterfactual
@@ -496,13 +497,22 @@ class PredictivePolicy:
             self._bucket.append(np.nan if load is None else load)
             return
         self._bucket, self._bucket_start = [], None
-        self._history.append(value)
+        # Whole steps missed (ticks skipped after failures) are gaps, not squeezed out: the
+        # model's clock stays the loop's, so ``now + lead`` reads the right point.
+        missed = 0
+        if len(self._history):
+            missed = min(max(0, math.floor((now - self._history_end) / self._step + 0.5) - 1), self._history_steps)
+        values = np.array([*([np.nan] * missed), value])
+        if missed:
+            self._history.extend(values)
+        else:
+            self._history.append(value)
         self._history_end = now
 
         if self._fit_due(now, len(self._history)):
             self._refit(now)
         elif self._model is not None:
-            self._model.update(np.array([value]))
+            self._model.update(values)
         if self._model is not None:
             self._forecast = self._model.predict(self._forecast_steps(), self._levels)
 

@@ -27,6 +27,7 @@ returned in the ``Plan``.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 
@@ -241,17 +242,27 @@ def plan(
         else:
             banded = min(current, _ceil(stabilized * (1 + params.scale_down_headroom)))
             band_reason = Reason.ScaleDownHeadroom
-    limited, limit_reason = stabilize.bound_with_behavior(
+    # The scale-in tolerance, as the HPA's: a wanted change within it is no change.
+    if banded < current and current - banded < params.scale_in_tolerance * current:
+        banded, band_reason = current, Reason.ScaleInWithinTolerance
+    rate_limit = functools.partial(
+        stabilize.bound_with_behavior,
         current_replicas=current,
         desired_replicas=banded,
         min_replicas=0,
         max_replicas=UNBOUNDED_REPLICAS,
         behavior=params.behavior,
-        scale_up_events=state.scale_up_events,
-        scale_down_events=state.scale_down_events,
         now=now,
     )
-    if limited < current and current - limited < params.scale_in_tolerance * current:
+    limited, limit_reason = rate_limit(scale_up_events=state.scale_up_events, scale_down_events=state.scale_down_events)
+    if (
+        limited < current
+        and current - limited < params.scale_in_tolerance * current
+        and current - rate_limit(scale_up_events=(), scale_down_events=())[0] >= params.scale_in_tolerance * current
+    ):
+        # This period's rate budget is nearly spent: wait for a whole step rather than take a
+        # sliver now. Unless the policies never allow more than the tolerance (Pods 1 per
+        # minute on 30 pods, say): then the small steps are the only way in.
         limited, limit_reason = current, Reason.ScaleInWithinTolerance
     elif (
         current < limited <= current * (1 + params.scale_up_tolerance)
@@ -277,6 +288,9 @@ def plan(
         bound_reason = Reason.TooManyReplicas
     else:
         bound_reason = Reason.DesiredWithinRange
+    if current == 0 and params.min_replicas != 0:
+        # As the HPA: a target scaled to zero (by hand) is left there until it is scaled up again.
+        desired, bound_reason = 0, Reason.ScalingDisabled
 
     deciding = (
         ("raw_replicas", raw, raw_reason),
@@ -375,9 +389,14 @@ def score_gate(
 def _score_due_checks(
     state: ControllerState, obs: Observation, now: float, window: int
 ) -> tuple[tuple[tuple[float, float, float], ...], tuple[bool, ...]]:
-    """Compare the intervals that came due with the load observed now."""
-    if obs.load is None:
-        return state.pending_checks, state.interval_hits
+    """Compare the intervals that came due with the load observed now.
+
+    Without a load (missing, or not a finite number) the checks that came due are dropped,
+    not kept for later: scored against the first load after an outage, hours of them would
+    stand or fall on one sample (and the list would grow through the outage).
+    """
+    if obs.load is None or not math.isfinite(obs.load):
+        return tuple(c for c in state.pending_checks if c[0] > now), state.interval_hits
     hits = list(state.interval_hits)
     pending = []
     for due, lo, hi in state.pending_checks:

@@ -35,8 +35,10 @@ def utilization_percent(*, load: float, pods: int, capacity_per_pod: float = 1.0
     (``metricsTotal * 100 / requestsTotal``, integer division); we do the same, so a
     load of 0.29 on one pod is 29%, not the 28% a float truncation would give.
     """
-    metrics_total = round(load * 1000.0)
-    requests_total = pods * round(capacity_per_pod * 1000.0)
+    # In pod units (a pod's request is 1000 milli-pods), so that the units the metric happens
+    # to be in change nothing, and a tiny capacity per pod cannot round to a zero request.
+    metrics_total = round(load / capacity_per_pod * 1000.0)
+    requests_total = pods * 1000
     return metrics_total * 100 // requests_total
 
 

@@ -213,6 +213,11 @@ def test_where_the_forecast_quantile_holds_more_pods_than_the_hpa_the_policy_low
     assert fixed.score.pod_hours > hpa.pod_hours and fixed.score.unserved_pct < hpa.unserved_pct
     chosen = [q for _, q in policy.quantile_history]
     assert chosen[0] == 0.75 and policy.quantile == 0.75  # the highest lower rung that was no worse
+    # the tick that chose it already provisions at it (the band records each tick's quantile)
+    switched_at = policy.quantile_history[0][0]
+    tick = int(np.searchsorted(sc.times, switched_at))
+    band = policy.forecast_band["quantile"]
+    assert sc.times[tick] == switched_at and band[tick - 1] == 0.85 and band[tick] == 0.75
     assert lowered.score.pod_hours < min(fixed.score.pod_hours, hpa.pod_hours)
     assert fixed.score.unserved_pct < lowered.score.unserved_pct <= hpa.unserved_pct
 
@@ -329,3 +334,86 @@ def test_a_decision_says_which_quantile_and_utilisation_it_provisioned_at():
     ]
     assert messages[0].startswith("forecast mode, q=0.85 at 95%, lead 150 s")
     assert messages[1].startswith("forecast mode, q=0.5 at 100%, lead 150 s")
+
+
+class _Ports:
+    """Clock, metrics, pods and actuator of one workload, at the policy's ports: pods start in 120 s."""
+
+    def __init__(self, load: float, replicas: int) -> None:
+        self.t, self.load, self.ready, self.starting = 0.0, load, replicas, []
+
+    def now(self) -> float:
+        return self.t
+
+    async def instant(self, query, at):
+        from controller.domain import Sample
+
+        return Sample(self.load, at)
+
+    async def pod_counts(self, target):
+        self.ready += sum(1 for t in self.starting if t <= self.t)
+        self.starting = [t for t in self.starting if t > self.t]
+        return self.ready, len(self.starting)
+
+    async def recent_startups(self, target, *, since):
+        return []
+
+    async def current_replicas(self, target):
+        return self.ready + len(self.starting)
+
+    async def scale(self, target, replicas, reason):
+        current = self.ready + len(self.starting)
+        if replicas > current:
+            self.starting += [self.t + 120.0] * (replicas - current)
+        else:
+            self.ready -= current - replicas
+        return None
+
+
+def _live_like_policy(ports, *, period_seconds=3600.0):
+    import asyncio
+
+    from controller import policies
+    from controller.domain import WorkloadRef
+    from controller.settings import ControllerSettings, WorkloadSettings
+
+    options = policies.predictive_options(ControllerSettings(), WorkloadSettings(namespace="ns", name="w"), tick_seconds=15.0)
+    kwargs = dict(options.kwargs, first_fit_seconds=1800.0)
+    kwargs["reference"] = dataclasses.replace(kwargs["reference"], period_seconds=period_seconds)
+    policy = policies.PredictivePolicy(policies.PolicyPorts(ports, ports, ports, ports), options.params, **kwargs)
+
+    def run(seconds: float) -> None:
+        async def go():
+            end = ports.t + seconds
+            while ports.t < end:
+                await policy.reconcile(WorkloadRef("ns", "w"))
+                ports.t += 15.0
+
+        asyncio.run(go())
+
+    return policy, run
+
+
+def test_ticks_missed_after_failures_are_gaps_in_the_history_so_the_model_keeps_the_loops_clock():
+    ports = _Ports(20.0, 30)
+    policy, run = _live_like_policy(ports)
+    run(2 * 3600)
+    before, now = len(policy._history), ports.t - 15.0
+    assert policy._forecast.start - now == 15.0  # the next step after the last one seen
+    ports.t += 35 * 15.0  # 35 ticks without a reconcile (the loop's backoff after failures)
+    run(15.0)
+    assert len(policy._history) == before + 36  # 35 gaps and the tick's value
+    assert np.isnan(policy._history.view()[-36:-1]).all()
+    assert policy._forecast.start - (ports.t - 15.0) == 15.0  # the model's clock is the loop's
+
+
+def test_a_gap_longer_than_a_period_closes_one_day_not_one_per_tick():
+    ports = _Ports(20.0, 30)
+    policy, run = _live_like_policy(ports)
+    run(2 * 3600 + 600)
+    assert len(policy.quantile_history) == 2
+    ports.t += 4 * 3600  # no reconcile for four hours
+    run(4 * 15.0)
+    assert len(policy.quantile_history) == 3  # the day the gap cut short, once
+    assert policy._period_end > ports.t  # the next boundary is ahead, on the same hourly grid
+    assert policy._period_end % 3600.0 == 0.0

@@ -12,7 +12,17 @@ from hypothesis import strategies as st
 
 from controller.decide import planner, replicas, stabilize
 from controller.decide.leadtime import StartupEstimate, lead_seconds
-from controller.domain import ControllerState, Observation, Reason, Recommendation, ScaleEvent
+from controller.domain import (
+    ControllerState,
+    Observation,
+    PolicyType,
+    Reason,
+    Recommendation,
+    ScaleEvent,
+    ScalingPolicy,
+    ScalingRules,
+    SelectPolicy,
+)
 from models.base import Forecast
 
 NOW = 10_000.0
@@ -143,6 +153,46 @@ def test_scale_in_waits_for_the_stabilization_window():
     assert p.desired_replicas == 10  # the window has passed; -50% per 60 s limits 20 -> 10
 
 
+def test_a_scale_in_that_the_rate_budget_cuts_to_a_sliver_waits_for_a_whole_step():
+    # -50% per 60 s: 20 -> 11 forty seconds ago leaves 1 pod of budget (5%, within the 10% tolerance)
+    state = ControllerState(
+        recommendations=(Recommendation(20, NOW - 400),), scale_down_events=(ScaleEvent(9, NOW - 40),)
+    )
+    p = plan(observe(load=5.0, ready=11), flat_forecast(5.0), state=state)
+    assert p.desired_replicas == 11 and stages(p)["rate_limited_replicas"][1] == Reason.ScaleInWithinTolerance
+    later = dataclasses.replace(state, scale_down_events=(ScaleEvent(9, NOW - 70),))
+    assert plan(observe(load=5.0, ready=11), flat_forecast(5.0), state=later).desired_replicas == 6  # a whole step
+
+
+@pytest.mark.parametrize(
+    ("policy", "start", "expected"),
+    [
+        pytest.param(ScalingPolicy(PolicyType.Pods, 1, 60), 30, 3, id="one-pod-a-minute"),
+        pytest.param(ScalingPolicy(PolicyType.Percent, 5, 60), 30, 3, id="five-percent-a-minute"),
+    ],
+)
+def test_a_rate_policy_slower_than_the_tolerance_still_scales_in(policy, start, expected):
+    # Every step it allows is within the 10% tolerance: the small steps are the only way in.
+    behavior = dataclasses.replace(
+        FULL.behavior, scale_down=ScalingRules(300, SelectPolicy.Max, (policy,))
+    )
+    params = dataclasses.replace(FULL, behavior=behavior)
+    state, now, current = ControllerState(), NOW, start
+    for _ in range(4 * 60 * 3):  # three hours of ticks at load 2.5 pods' worth
+        obs = Observation(now, 2.5, current, 0, current)
+        p = planner.plan(obs, flat_forecast(2.5, spread=0.0), params, state, now, timing=TIMING, target="w")
+        state, current = p.state, p.desired_replicas
+        now += 15.0
+    assert current == expected
+
+
+def test_a_target_scaled_to_zero_is_left_there_as_the_hpa_leaves_it():
+    p = plan(observe(load=30.0, ready=0, current=0), flat_forecast(30.0))
+    assert p.desired_replicas == 0 and p.decisions[0].kind == "no-op"
+    assert p.decisions[0].reason == Reason.ScalingDisabled
+    assert plan(observe(load=30.0, ready=1), flat_forecast(30.0)).desired_replicas > 1  # scaled up again: planned
+
+
 def test_the_scale_in_guard_keeps_what_the_forecast_needs_before_a_replacement_could_start():
     # now low, but the forecast peaks inside the lead interval: no scale-in below that peak
     f = make_forecast({0.1: [4, 4, 4, 14, 4], 0.5: [5, 5, 5, 15, 5], 0.9: [6, 6, 6, 16, 6], 0.975: [7] * 5})
@@ -185,6 +235,27 @@ def test_forecast_checks_are_scored_when_they_come_due():
     assert (NOW + 60, 0.0, 1.0) in p.state.pending_checks
     # and this tick's own interval at now + lead is queued
     assert (NOW + 150.0, 9.0, 11.0) in p.state.pending_checks
+
+
+@pytest.mark.parametrize("load", [None, math.nan, math.inf])
+def test_checks_that_come_due_without_a_load_are_dropped_not_scored_later(load):
+    state = ControllerState(
+        pending_checks=((NOW - 1, 8.0, 12.0), (NOW + 60, 0.0, 1.0)), interval_hits=(True,) * 10
+    )
+    p = plan(observe(load=load, ready=11), flat_forecast(10.0), state=state)
+    assert p.state.interval_hits == (True,) * 10  # nothing scored
+    assert (NOW - 1, 8.0, 12.0) not in p.state.pending_checks  # and the due one is gone
+    assert (NOW + 60, 0.0, 1.0) in p.state.pending_checks
+
+    # through a two-hour outage the list stays one lead time long, and the first load scores only what is due then
+    params = dataclasses.replace(FULL)
+    state, now = ControllerState(interval_hits=(True,) * 240), NOW
+    for _ in range(480):
+        state = planner.plan(Observation(now, load, 11, 0, 11), flat_forecast(10.0), params, state, now, timing=TIMING).state
+        now += 15.0
+    assert len(state.pending_checks) <= TIMING.lead_seconds / 15.0 + 1
+    after = planner.plan(Observation(now, 30.0, 11, 0, 11), flat_forecast(10.0), params, state, now, timing=TIMING)
+    assert after.state.interval_hits.count(False) <= 1
 
 
 # --- lead time ---------------------------------------------------------------------------------
@@ -261,7 +332,10 @@ def test_invariants_of_plan(case):
     desired, current = p.desired_replicas, obs.current_replicas
     s = {name: value for name, value, _ in p.decisions[0].stages}
 
-    # always within [min, max]
+    # always within [min, max], except a target scaled to zero by hand, which is left there as the HPA leaves it
+    if current == 0 and params.min_replicas > 0:
+        assert desired == 0 and p.decisions[0].kind == "no-op"
+        return
     assert params.min_replicas <= desired <= params.max_replicas
 
     behavior = params.behavior

@@ -499,6 +499,10 @@ def test_calculate_replicas_matches_the_hpa_replica_calculator(case: ReplicaCase
         pytest.param(0.209, 1, 1.0, 20, id="fraction-of-a-percent-is-truncated"),  # 20900 // 1000
         pytest.param(0.8, 4, 0.2, 100, id="requests-below-one-core"),  # 800 * 100 // (4 * 200)
         pytest.param(0.0, 3, 1.0, 0, id="idle-pods-are-at-zero-percent"),
+        # the same 7 pods' worth on 10 pods in other units: 70% whatever the units
+        pytest.param(7.0 * 0.0015, 10, 0.0015, 70, id="small-units"),
+        pytest.param(7.0 * 0.0004, 10, 0.0004, 70, id="units-below-a-thousandth"),
+        pytest.param(7.0 * 250.0, 10, 250.0, 70, id="large-units"),
     ],
 )
 def test_utilization_is_the_hpa_integer_percent_of_requests(
