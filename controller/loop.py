@@ -991,6 +991,8 @@ class Controller:
             if now >= m.prime_retry_at:
                 await self._prime(m, now)
             m.load_missing, m.outcome = False, ""
+            if isinstance(m.policy, PredictivePolicy):
+                m.policy.acting = m.mode == "active"
             decision = await m.policy.reconcile(m.ref)
         except asyncio.CancelledError:
             raise

@@ -349,6 +349,10 @@ class PredictivePolicy:
         self._restored_period_end: float | None = None
         #: (time, quantile) at each end of a period: the quantile chosen for the next one.
         self.quantile_history: list[tuple[float, float]] = []
+        #: Whether the real pods follow this policy's decisions (the live loop sets it: not in
+        #: ``recommend`` mode). When they do not, the rung in use is scored as a counterfactual
+        #: too, never on pods something else drives.
+        self.acting = True
         self.startup = leadtime.StartupEstimate(prior_seconds=startup_prior_seconds, quantile=startup_quantile)
         self.state = ControllerState()
         self._since = -float("inf")
@@ -448,7 +452,7 @@ class PredictivePolicy:
         if self._hpa is None:
             pods = baseline.ShadowPods.observed(obs, ready_at=now + startup)
             self._hpa = baseline.ShadowHpa(pods)
-            self._shadows = {i: (pods, self.state) for i in range(len(self._rung_params)) if i != self.rung}
+            self._shadows = {i: (pods, self.state) for i in range(len(self._rung_params)) if i != self.rung or not self.acting}
             self._today = (baseline.Tally(), [baseline.Tally()] * len(self._rung_params), 0.0)
             restored = self._restored_period_end
             # A restored period goes on to its end (its first part, before the restart, is not
@@ -458,12 +462,17 @@ class PredictivePolicy:
         cap = self._params.capacity_per_pod
         hpa_tally, tallies, day_load = self._today
 
+        if self.acting:
+            self._shadows.pop(self.rung, None)  # the real pods follow it (again)
+        elif self.rung not in self._shadows:  # they stopped following it: go on from where they are
+            self._shadows[self.rung] = (baseline.ShadowPods.observed(obs, ready_at=now + startup), self.state)
         hpa_pods = self._hpa.pods.advance(now)  # what the HPA's pods serve this tick, before it decides
         if scored:
             hpa_tally = hpa_tally.add(ready=hpa_pods.ready, replicas=hpa_pods.replicas, load=load, capacity_per_pod=cap, seconds=self._tick)
-            tallies[self.rung] = tallies[self.rung].add(
-                ready=obs.ready, replicas=obs.ready + obs.starting, load=load, capacity_per_pod=cap, seconds=self._tick
-            )
+            if self.acting:
+                tallies[self.rung] = tallies[self.rung].add(
+                    ready=obs.ready, replicas=obs.ready + obs.starting, load=load, capacity_per_pod=cap, seconds=self._tick
+                )
             day_load += load * self._tick
         self._hpa = baseline.step_hpa(self._hpa, load, now, startup_seconds=startup, params=ref.hpa)
         for i, (pods, state) in self._shadows.items():
@@ -480,12 +489,12 @@ class PredictivePolicy:
             while self._period_end <= now:  # after a gap longer than a period: the next boundary ahead
                 self._period_end += ref.period_seconds
             rung = baseline.choose_rung(self._days, ref.quantiles)
-            if rung != self.rung:
+            if rung != self.rung and self.acting:
                 # The real pods continue at the new rung; the old rung goes on as a counterfactual
                 # from where the real ones are (starting pods counted as ready a startup from now).
                 self._shadows.pop(rung)
                 self._shadows[self.rung] = (baseline.ShadowPods.observed(obs, ready_at=now + startup), self.state)
-                self.rung = rung
+            self.rung = rung
             self.quantile_history.append((now, self.quantile))
 
     def _observe_load(self, now: float, load: float | None) -> None:

@@ -170,6 +170,8 @@ async def test_recommend_mode_publishes_the_decision_but_never_patches(world_fac
     assert last["to"] == 6  # 2 + 4 pods per 15 s: the count never changed, so the limit applies every tick
     assert w.metric("scaleahead_desired_replicas", workload="Deployment/default/steady") == 6
     assert w.metric("scaleahead_workloads_managed", mode="recommend") == 1
+    (managed,) = w.controller.workloads.values()
+    assert managed.policy.acting is False  # its choice of quantile is not scored on pods it does not drive
 
 
 async def test_active_mode_scales_and_records_an_event_with_the_reason(world_factory, kube_server, kube_clock, prom):

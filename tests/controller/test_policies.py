@@ -417,3 +417,25 @@ def test_a_gap_longer_than_a_period_closes_one_day_not_one_per_tick():
     assert len(policy.quantile_history) == 3  # the day the gap cut short, once
     assert policy._period_end > ports.t  # the next boundary is ahead, on the same hourly grid
     assert policy._period_end % 3600.0 == 0.0
+
+
+class _Frozen(_Ports):
+    """Pods that something else holds at a count: the policy only recommends."""
+
+    async def scale(self, target, replicas, reason):
+        return None
+
+
+def test_in_recommend_mode_the_rung_in_use_is_scored_as_a_counterfactual_not_on_pods_it_does_not_drive():
+    held = _Frozen(20.0, 40)  # 40 pods held by hand for a load of 20
+    policy, run = _live_like_policy(held)
+    policy.acting = False
+    run(3 * 3600 + 15)
+    free = _Ports(20.0, 40)  # the same load, pods that follow the policy
+    follower, run_free = _live_like_policy(free)
+    run_free(3 * 3600 + 15)
+
+    held_days, free_days = [d[1][0].pod_seconds for d in policy._days], [d[1][0].pod_seconds for d in follower._days]
+    assert all(s < 40 * 3600 for s in held_days)  # not the 40 pods something else holds
+    assert held_days[1:] == free_days[1:]  # what its own pods would have held, as when they follow it
+    assert [q for _, q in policy.quantile_history] == [q for _, q in follower.quantile_history]
