@@ -211,11 +211,11 @@ class Telemetry:
         # -- dependencies ------------------------------------------------------------------------
         self.prometheus_request_duration = Histogram(
             "prometheus_request_duration_seconds", "Latency of one HTTP request to Prometheus (each retry counts).",
-            ["endpoint"], namespace=ns, registry=r, buckets=_REQUEST_BUCKETS,
+            ["api"], namespace=ns, registry=r, buckets=_REQUEST_BUCKETS,
         )
         self.prometheus_errors = Counter(
             "prometheus_errors_total", "Failed HTTP requests to Prometheus (each retry counts).",
-            ["endpoint"], namespace=ns, registry=r,
+            ["api"], namespace=ns, registry=r,
         )
         self.kube_request_duration = Histogram(
             "kube_request_duration_seconds", "Latency of one request to the Kubernetes API server.",

@@ -540,7 +540,7 @@ async def test_prometheus_stopped_mid_run_holds_reports_and_resumes(world_factor
         assert len(w.events(loop.EVENT_HOLDING)) == 1
         last = w.decisions.snapshot()["Deployment/default/steady"][-1]
         assert last["reason"] == "MetricsUnavailable" and "holding 6 replicas" in last["message"]
-        assert w.metric("scaleahead_prometheus_errors_total", endpoint="query") >= 3
+        assert w.metric("scaleahead_prometheus_errors_total", api="query") >= 3
     finally:
         prom.start()
     await w.ticks(10)

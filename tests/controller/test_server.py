@@ -83,7 +83,7 @@ async def test_metrics_serves_the_prometheus_text_format(parts, base_url, http):
         text = await response.text()
     assert "# TYPE scaleahead_desired_replicas gauge" in text
     assert f'scaleahead_desired_replicas{{workload="{W}"}} 7.0' in text
-    assert 'scaleahead_prometheus_errors_total{endpoint="query"} 0.0' in text
+    assert 'scaleahead_prometheus_errors_total{api="query"} 0.0' in text
 
 
 async def test_healthz_follows_the_loop_heartbeat(parts, clock, base_url, http):

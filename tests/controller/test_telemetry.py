@@ -94,10 +94,20 @@ def test_a_tick_without_forecast_removes_the_stale_quantile_series(tel, registry
     assert value(registry, "scaleahead_forecast_load", workload=W, quantile="0.975") is None
 
 
+def test_no_metric_uses_a_label_that_prometheus_or_its_operator_sets_on_the_target(tel, registry):
+    # A clash is renamed to exported_<label> at scrape time, and dashboards grouping by it then see
+    # one series (the ServiceMonitor adds endpoint, namespace, pod, service, container).
+    target_labels = {"endpoint", "namespace", "pod", "service", "container", "job", "instance"}
+    tel.record_decision(W, make_decision(), forecast={0.5: 4.0, 0.9: 6.0})
+    used = {name for family in registry.collect() for sample in family.samples for name in sample.labels}
+    assert "workload" in used and "api" in used  # the registry is populated
+    assert used & target_labels == set()
+
+
 def test_known_label_values_are_pre_created_at_zero(tel, registry):
     for endpoint in ("query", "query_range"):
-        assert value(registry, "scaleahead_prometheus_errors_total", endpoint=endpoint) == 0
-        assert value(registry, "scaleahead_prometheus_request_duration_seconds_count", endpoint=endpoint) == 0
+        assert value(registry, "scaleahead_prometheus_errors_total", api=endpoint) == 0
+        assert value(registry, "scaleahead_prometheus_request_duration_seconds_count", api=endpoint) == 0
     for operation in telemetry.KUBE_OPERATIONS:
         assert value(registry, "scaleahead_kube_request_duration_seconds_count", operation=operation) == 0
     for outcome in ("applied", "rejected"):
@@ -150,11 +160,11 @@ def test_record_prometheus_counts_errors_and_observes_every_request(tel, registr
     tel.record_prometheus(QueryEvent("query_range", "up", 1, 5.0, "timeout"))
     tel.record_prometheus(QueryEvent("query_range", "up", 2, 0.3, "http", 503))
 
-    assert value(registry, "scaleahead_prometheus_request_duration_seconds_count", endpoint="query") == 1
-    assert value(registry, "scaleahead_prometheus_request_duration_seconds_sum", endpoint="query") == pytest.approx(0.02)
-    assert value(registry, "scaleahead_prometheus_errors_total", endpoint="query") == 0
-    assert value(registry, "scaleahead_prometheus_request_duration_seconds_count", endpoint="query_range") == 2
-    assert value(registry, "scaleahead_prometheus_errors_total", endpoint="query_range") == 2
+    assert value(registry, "scaleahead_prometheus_request_duration_seconds_count", api="query") == 1
+    assert value(registry, "scaleahead_prometheus_request_duration_seconds_sum", api="query") == pytest.approx(0.02)
+    assert value(registry, "scaleahead_prometheus_errors_total", api="query") == 0
+    assert value(registry, "scaleahead_prometheus_request_duration_seconds_count", api="query_range") == 2
+    assert value(registry, "scaleahead_prometheus_errors_total", api="query_range") == 2
 
 
 def test_record_kube_counts_errors_by_status_and_observes_every_call(tel, registry):
@@ -242,8 +252,8 @@ def test_two_instances_on_separate_registries_do_not_clash():
     first, second = CollectorRegistry(), CollectorRegistry()
     telemetry.Telemetry(first).record_prometheus(_Counted())
     telemetry.Telemetry(second)
-    assert first.get_sample_value("scaleahead_prometheus_request_duration_seconds_count", {"endpoint": "query"}) == 1
-    assert second.get_sample_value("scaleahead_prometheus_request_duration_seconds_count", {"endpoint": "query"}) == 0
+    assert first.get_sample_value("scaleahead_prometheus_request_duration_seconds_count", {"api": "query"}) == 1
+    assert second.get_sample_value("scaleahead_prometheus_request_duration_seconds_count", {"api": "query"}) == 0
 
 
 def test_the_observability_doc_describes_every_metric():
