@@ -421,12 +421,20 @@ class AnnotationDiscovery:
         timeout_seconds: timeout of one request.
     """
 
-    def __init__(self, api_client: Any, *, page_size: int = 500, timeout_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        page_size: int = 500,
+        timeout_seconds: float = 10.0,
+        on_call: Callable[[Any], None] | None = None,
+    ) -> None:
         from kubernetes_asyncio import client as k8s
 
         self._apps = k8s.AppsV1Api(api_client)
         self._page_size = page_size
         self._timeout = timeout_seconds
+        self._on_call = on_call
 
     async def discover(self) -> tuple[list[WorkloadSettings], list[str]]:
         """Return the opted-in workloads and one problem per target with an invalid override.
@@ -442,12 +450,18 @@ class AnnotationDiscovery:
         ):
             token: str | None = None
             while True:
-                response = await lister(limit=self._page_size, _continue=token, _preload_content=False,
-                                        _request_timeout=self._timeout)  # fmt: skip
+                started = time.perf_counter()
                 try:
-                    body = await response.read()
-                finally:
-                    response.release()
+                    response = await lister(limit=self._page_size, _continue=token, _preload_content=False,
+                                            _request_timeout=self._timeout)  # fmt: skip
+                    try:
+                        body = await response.read()
+                    finally:
+                        response.release()
+                except Exception:
+                    self._record(kind, 0, started)
+                    raise
+                self._record(kind, None if 200 <= response.status <= 299 else response.status, started)
                 # Without preloading the client does not raise on an error status: a 403 or a 500
                 # must fail the discovery (the last list is kept), not read as "nothing annotated".
                 if not 200 <= response.status <= 299:
@@ -473,6 +487,12 @@ class AnnotationDiscovery:
                 if not token:
                     break
         return found, problems
+
+    def _record(self, kind: str, status: int | None, started: float) -> None:
+        if self._on_call is not None:
+            from controller.adapters.kube import ApiCall
+
+            self._on_call(ApiCall("list_workloads", f"{kind}s", status, time.perf_counter() - started))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -692,6 +712,7 @@ class Controller:
         self._discovered_at = -math.inf
         self._discovery_problems: set[str] = set()
         self._merge_problems: set[str] = set()
+        self._discovery_error: str | None = None
         self._settings_changed = True
         self._settings_text: str | None = None
         self._stop = asyncio.Event()
@@ -875,13 +896,21 @@ class Controller:
 
     async def _refresh_workloads(self, now: float) -> None:
         """Discovery (on its interval) and the settings' list -> ``self.workloads``."""
-        if self.discovery is not None and (now - self._discovered_at >= self.discovery_interval_seconds or self._settings_changed):
+        discovering = self.discovery is not None and self.settings.loop.discover_annotated_workloads
+        if not discovering and self._discovered:
+            self._discovered, self._settings_changed = [], True  # turned off: the annotated ones go
+        if discovering and (now - self._discovered_at >= self.discovery_interval_seconds or self._settings_changed):
+            self._discovered_at = now  # a failure too waits for the next interval
             try:
                 found, problems = await self.discovery.discover()
-            except Exception as exc:  # keep the last list
-                log.warning("discovery of annotated workloads failed, keeping the last list: %s", exc)
+            except Exception as exc:  # keep the last list; say so once per kind of failure
+                error = str(exc)
+                level = logging.WARNING if error != self._discovery_error else logging.DEBUG
+                log.log(level, "discovery of annotated workloads failed, keeping the last list: %s", error)
+                self._discovery_error = error
             else:
-                self._discovered, self._discovered_at = found, now
+                self._discovery_error = None
+                self._discovered = found
                 for problem in set(problems) - self._discovery_problems:
                     log.warning("ignoring an annotated workload: %s", problem)
                 self._discovery_problems = set(problems)

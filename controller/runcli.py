@@ -207,7 +207,7 @@ async def run_controller(
         controller = loop.Controller(
             settings, clock=clock, metrics=metrics, kube=kube, telemetry=telemetry, health=health,
             decisions=decisions, policy_factory=policy_factory, settings_path=settings_path,
-            discovery=loop.AnnotationDiscovery(api), self_ref=self_ref,
+            discovery=loop.AnnotationDiscovery(api, on_call=telemetry.record_kube), self_ref=self_ref,
             may_act=elector.is_leading if elector is not None else (lambda: True), metrics_factory=connect,
         )  # fmt: skip
         app = server.make_app(telemetry=telemetry, health=health, decisions=decisions)

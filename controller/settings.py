@@ -157,6 +157,14 @@ class LoopSettings(_Settings):
             " records and exports it; `active` also scales the target."
         ),
     )
+    discover_annotated_workloads: bool = Field(
+        True,
+        description=(
+            "Also manage Deployments and StatefulSets annotated `scaleahead.io/enabled: \"true\"`, found by a"
+            " cluster-wide list every minute. Set it to false when the controller may not list them cluster-wide"
+            " (RoleBindings per namespace): then only `workloads` are managed."
+        ),
+    )
 
 
 class MetricsSettings(_Settings):

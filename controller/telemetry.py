@@ -69,6 +69,7 @@ KUBE_OPERATIONS = (
     "create_event",
     "list_hpas",
     "list_scaledobjects",
+    "list_workloads",
     "read_lease",
     "create_lease",
     "update_lease",

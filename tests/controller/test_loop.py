@@ -628,6 +628,28 @@ async def test_a_failed_discovery_list_keeps_the_annotated_workloads(world_facto
     assert any("discovery of annotated workloads failed" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_discovery_that_keeps_failing_waits_its_interval_says_so_once_and_is_counted(world_factory, kube_server, kube_clock, prom, kube_api, caplog):
+    w = world_factory(settings_yaml(prom.url, "[]").replace("workloads:\n  []", "workloads: []"))
+    w.controller.discovery = loop.AnnotationDiscovery(kube_api, on_call=w.telemetry.record_kube)
+    kube_server.faults.fail_for(3600, status=403, method="GET", path="/apis/apps/v1/deployments")  # per-namespace RBAC
+    with caplog.at_level(logging.DEBUG, logger="controller.loop"):
+        await w.ticks(8)  # two minutes: two attempts, at the 60 s interval
+    assert len(kube_server.requests_to("GET", "/apis/apps/v1/deployments")) == 2
+    failures = [r for r in caplog.records if "discovery of annotated workloads failed" in r.getMessage()]
+    assert [r.levelno for r in failures] == [logging.WARNING, logging.DEBUG]
+    assert w.metric("scaleahead_kube_errors_total", operation="list_workloads", status="403") == 2
+
+
+async def test_discovery_can_be_turned_off(world_factory, kube_server, kube_clock, prom, kube_api):
+    deploy(kube_server, kube_clock, "steady", 2, annotations={loop.ANNOTATION_ENABLED: "true"})
+    text = settings_yaml(prom.url, "[]").replace("workloads:\n  []", "workloads: []")
+    w = world_factory(text.replace("  default_mode: active\n", "  default_mode: active\n  discover_annotated_workloads: false\n"))
+    w.controller.discovery = loop.AnnotationDiscovery(kube_api)
+    await w.ticks(3)
+    assert kube_server.requests_to("GET", "/apis/apps/v1/deployments") == []
+    assert w.controller.managed() == {}
+
+
 async def test_an_annotation_that_clashes_with_the_settings_is_named_and_logged_once(world_factory, kube_server, kube_clock, prom, kube_api, caplog):
     deploy(kube_server, kube_clock, "steady", 2, annotations={loop.ANNOTATION_ENABLED: "true", "scaleahead.io/min-replicas": "200"})
     w = world_factory(settings_yaml(prom.url, "[]").replace("workloads:\n  []", "workloads: []"))
