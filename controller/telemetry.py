@@ -262,7 +262,7 @@ class Telemetry:
     # -- workloads ---------------------------------------------------------------------------------
 
     def register_workload(self, workload: str, *, mode: str) -> None:
-        """Start managing ``workload`` in ``mode``; create its gauges at zero and count it.
+        """Start managing ``workload`` in ``mode``; count it (its gauges appear with its first decision).
 
         Calling it again with another mode moves the workload to that mode.
 
@@ -428,19 +428,23 @@ class Telemetry:
     def _ensure_workload(self, workload: str) -> None:
         if workload in self._series:
             return
-        self._series[workload] = set()
-        for gauge in (
-            self.desired_replicas,
-            self.current_replicas,
-            self.forecast_replicas,
-            self.observed_load,
-            self.lead_time,
-            self.startup_estimate,
-            self.interval_coverage,
-            self.forecast_error,
-            self.conflicts,
-        ):
-            self._labels(workload, gauge, workload).set(0)
+        # The per-decision gauges appear with the first decision (a 0 before it would read as a
+        # real value: a coverage of 0 fires the documented alert for a workload that has not run);
+        # they are listed here so that forgetting the workload removes them. Conflicts start at 0.
+        self._series[workload] = {
+            (gauge, (workload,))
+            for gauge in (
+                self.desired_replicas,
+                self.current_replicas,
+                self.forecast_replicas,
+                self.observed_load,
+                self.lead_time,
+                self.startup_estimate,
+                self.interval_coverage,
+                self.forecast_error,
+            )
+        }
+        self._labels(workload, self.conflicts, workload).set(0)
 
     def _labels(self, workload: str, metric, *labels: str):  # noqa: ANN001, ANN202 - any labelled metric
         self._series[workload].add((metric, labels))

@@ -117,6 +117,10 @@ def test_known_label_values_are_pre_created_at_zero(tel, registry):
     assert value(registry, "scaleahead_controller_phase", scaleahead_controller_phase="starting") == 1
 
     tel.register_workload(W, mode="recommend")
+    assert value(registry, "scaleahead_conflicts", workload=W) == 0
+    assert value(registry, "scaleahead_workloads_managed", mode="recommend") == 1
+    # the per-decision gauges wait for a decision: a 0 before it would read as a value
+    # (a coverage of 0 fires the documented alert for a workload that has not run yet)
     for name in (
         "scaleahead_desired_replicas",
         "scaleahead_current_replicas",
@@ -124,10 +128,14 @@ def test_known_label_values_are_pre_created_at_zero(tel, registry):
         "scaleahead_lead_time_seconds",
         "scaleahead_startup_estimate_seconds",
         "scaleahead_forecast_interval_coverage_ratio",
-        "scaleahead_conflicts",
+        "scaleahead_forecast_error_ratio",
     ):
-        assert value(registry, name, workload=W) == 0, name
-    assert value(registry, "scaleahead_workloads_managed", mode="recommend") == 1
+        assert value(registry, name, workload=W) is None, name
+    tel.record_decision(W, make_decision(), lead_seconds=60.0, startup_seconds=40.0, coverage=0.9)
+    assert value(registry, "scaleahead_desired_replicas", workload=W) is not None
+    assert value(registry, "scaleahead_forecast_interval_coverage_ratio", workload=W) == 0.9
+    tel.forget_workload(W)
+    assert value(registry, "scaleahead_desired_replicas", workload=W) is None  # forgotten with the rest
 
 
 def test_workloads_are_counted_by_mode_and_move_between_modes(tel, registry):
@@ -211,7 +219,7 @@ def test_quantile_labels_are_the_shortest_decimal():
 def record_one_of_everything(tel: telemetry.Telemetry) -> None:
     tel.register_workload(W, mode="active")
     tel.record_decision(W, make_decision(), forecast={0.9: 6.0}, lead_seconds=60.0, startup_seconds=40.0, load=5.0,
-                        provisioning_quantile=0.85)
+                        provisioning_quantile=0.85, forecast_error=0.1)
     tel.set_conflict(W, False)
     tel.record_tick(0.2, 0.01)
     tel.record_model_refit(1.2)
@@ -270,7 +278,7 @@ def test_the_forecast_error_of_a_decision_is_exported():
     t = telemetry.Telemetry(registry)
     decision = Decision("no-op", "web", 3, 3, Reason.ForecastTrusted, "")
     t.record_decision("shop/web", decision)
-    assert registry.get_sample_value("scaleahead_forecast_error_ratio", {"workload": "shop/web"}) == 0
+    assert registry.get_sample_value("scaleahead_forecast_error_ratio", {"workload": "shop/web"}) is None  # none came due
     t.record_decision("shop/web", decision, forecast_error=0.25)
     assert registry.get_sample_value("scaleahead_forecast_error_ratio", {"workload": "shop/web"}) == 0.25
     t.record_decision("shop/web", decision)  # nothing came due: the last value stays
