@@ -57,6 +57,45 @@ class LeaseTimings:
     retry_period_seconds: float = 2.0
 
 
+class _TimedLeaseApi:
+    """The lock's ``CoordinationV1Api``, reporting each Lease request to ``on_call`` (telemetry):
+    the library swallows a failed write's status, so it is read here, on the way through."""
+
+    _OPERATIONS = {
+        "read_namespaced_lease": "read_lease",
+        "create_namespaced_lease": "create_lease",
+        "replace_namespaced_lease": "update_lease",
+    }
+
+    def __init__(self, api: Any, on_call: Callable[[Any], None], target: str) -> None:
+        self._api, self._on_call, self._target = api, on_call, target
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._api, name)
+        operation = self._OPERATIONS.get(name)
+        if operation is None:
+            return method
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            from kubernetes_asyncio.client import ApiException
+
+            from controller.adapters.kube import ApiCall
+
+            started, status = time.perf_counter(), None
+            try:
+                return await method(*args, **kwargs)
+            except ApiException as exc:
+                status = int(exc.status or 0)
+                raise
+            except Exception:
+                status = 0
+                raise
+            finally:
+                self._on_call(ApiCall(operation, self._target, status, time.perf_counter() - started))
+
+        return timed
+
+
 class _ObservedLeaseLock(LeaseLock):
     """``LeaseLock`` that reports when a write of this candidate's record succeeded.
 
@@ -64,10 +103,14 @@ class _ObservedLeaseLock(LeaseLock):
     later than the ``renewTime`` the write puts in the Lease.
     """
 
-    def __init__(self, *args: Any, on_success: Callable[[float], None], **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, on_success: Callable[[float], None], on_call: Callable[[Any], None] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._on_success = on_success
         self._attempt_started = time.monotonic()
+        if on_call is not None:
+            self.api_instance = _TimedLeaseApi(self.api_instance, on_call, f"{self.namespace}/{self.name}")
 
     async def get(self, name: str, namespace: str):  # noqa: ANN201 - the library's own shape
         self._attempt_started = time.monotonic()
@@ -97,6 +140,7 @@ class LeaderElector:
         timings: lease, renew deadline and retry period.
         on_change: called with ``True`` when this replica becomes leader, ``False`` when it
             stops being one (e.g. ``Telemetry.set_leader``).
+        on_call: called with an ``ApiCall`` for each Lease request (``Telemetry.record_kube``).
     """
 
     def __init__(
@@ -108,8 +152,10 @@ class LeaderElector:
         identity: str,
         timings: LeaseTimings = LeaseTimings(),
         on_change: Callable[[bool], None] | None = None,
+        on_call: Callable[[Any], None] | None = None,
     ) -> None:
         self.api_client = api_client
+        self.on_call = on_call
         self.name = name
         self.namespace = namespace
         self.identity = identity
@@ -140,7 +186,9 @@ class LeaderElector:
         t = self.timings
         try:
             while True:
-                lock = _ObservedLeaseLock(self.name, self.namespace, self.identity, self.api_client, on_success=self._renewed)
+                lock = _ObservedLeaseLock(
+                    self.name, self.namespace, self.identity, self.api_client, on_success=self._renewed, on_call=self.on_call
+                )
                 config = electionconfig.Config(
                     lock,
                     lease_duration=t.lease_duration_seconds,

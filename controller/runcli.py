@@ -198,7 +198,7 @@ async def run_controller(
         if leader_election:
             elector = leader.LeaderElector(
                 api, name=lease_name, namespace=lease_namespace, identity=identity,
-                timings=lease_timings or leader.LeaseTimings(), on_change=telemetry.set_leader,
+                timings=lease_timings or leader.LeaseTimings(), on_change=telemetry.set_leader, on_call=telemetry.record_kube,
             )  # fmt: skip
         self_ref = (
             WorkloadRef(namespace, pod, kind="Pod", api_version="v1")

@@ -173,3 +173,24 @@ async def test_a_leader_that_cannot_renew_stops_acting_before_its_lease_expires(
             await wait_for(lambda: replicas(server) == 8, 10)
         finally:
             await a.kill()
+
+
+async def test_lease_requests_are_reported_with_the_status_of_a_failed_write():
+    async with kubeapi.KubeApiServer() as server:
+        api = server.api_client()
+        calls: list[kube.ApiCall] = []
+        elector = leader.LeaderElector(api, name="scaleahead", namespace="default", identity="replica-a", timings=TIMINGS,
+                                       on_call=calls.append)  # fmt: skip
+        task = asyncio.create_task(elector.run())
+        try:
+            await wait_for(elector.is_leading, 6)
+            assert ("read_lease", 404) in [(c.operation, c.status) for c in calls]  # no Lease yet
+            assert ("create_lease", None) in [(c.operation, c.status) for c in calls]
+            server.faults.fail_next(1, status=500, method="PUT", path="*/leases/*")
+            await wait_for(lambda: ("update_lease", 500) in [(c.operation, c.status) for c in calls], 6)
+            await wait_for(lambda: ("update_lease", None) in [(c.operation, c.status) for c in calls], 6)
+            assert all(c.target == "default/scaleahead" and c.duration_seconds >= 0 for c in calls)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await api.close()
