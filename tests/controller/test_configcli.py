@@ -188,10 +188,24 @@ def test_defaults_is_a_configmap_with_config_yaml_as_a_literal_block(defaults_ou
     assert config_node.style == "|"
 
 
-def test_defaults_load_back_to_the_defaults_plus_the_example_workload(defaults_output):
+def example_config(defaults_output: str) -> str:
+    """config.yaml of the defaults with its commented example workload uncommented."""
+    config = yaml.safe_load(defaults_output)["data"]["config.yaml"]
+    lines = config.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("# An example"))
+    return "\n".join([line for line in lines[:start] if line != "workloads: []"] + [line[2:] for line in lines[start + 1 :]]) + "\n"
+
+
+def test_defaults_load_back_to_the_defaults_and_manage_nothing(defaults_output):
     loaded = settings.ControllerSettings.from_yaml(defaults_output)
 
-    assert loaded.model_copy(update={"workloads": ()}) == settings.ControllerSettings()
+    assert loaded == settings.ControllerSettings()
+    assert loaded.workloads == ()  # applied unchanged, the manifest manages nothing
+
+
+def test_the_commented_example_workload_loads_once_uncommented(defaults_output):
+    loaded = settings.ControllerSettings.from_yaml(example_config(defaults_output))
+
     assert loaded.workloads == (configcli.EXAMPLE_WORKLOAD,)
     assert loaded.effective_replicas(loaded.workloads[0]).to_behavior() is not None
 
@@ -203,7 +217,9 @@ def test_defaults_write_out_every_setting(defaults_output):
     for group in ("loop", "metrics", "forecast", "replicas", "nodepools", "deschedule"):
         model = settings.ControllerSettings.model_fields[group].annotation
         assert set(config[group]) == set(model.model_fields), group
-    assert set(config["workloads"][0]) == set(settings.WorkloadSettings.model_fields)
+    assert config["workloads"] == []
+    example = yaml.safe_load(example_config(defaults_output))
+    assert set(example["workloads"][0]) == set(settings.WorkloadSettings.model_fields)
 
 
 def test_defaults_describe_the_settings_in_comments(defaults_output):
@@ -217,7 +233,7 @@ def test_defaults_pass_validate(capsys, tmp_path, defaults_output):
 
     code, out, err = run(capsys, "config", "validate", str(path))
 
-    assert (code, out, err) == (0, f"{path}: valid (1 workload)\n", "")
+    assert (code, out, err) == (0, f"{path}: valid (0 workloads)\n", "")
 
 
 def test_the_configmap_in_manifests_is_the_output_of_config_defaults(defaults_output):
