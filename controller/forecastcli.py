@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--trace: cannot read {path}: {exc.strerror or exc}") from None
         except ValueError as exc:
             raise UserError(str(exc)) from None
+    for path, trace in zip(args.trace, loaded, strict=True):
+        check_scorable(trace, path=path, horizons=horizons)  # every trace, before evaluating any
     rows = []
     for trace in loaded:
         trace_rows = evaluate.evaluate_series(
@@ -114,11 +116,57 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.json:
             for row in trace_rows:
-                print(json.dumps(row.to_json()), flush=True)
+                print(json_line(row.to_json()), flush=True)
         rows.extend(trace_rows)
     if not args.json:
         print_table(rows, sys.stdout)
     return 0
+
+
+def check_scorable(trace, *, path: str, horizons: Sequence[float]) -> None:  # noqa: ANN001 - a models.traces.Trace
+    """Refuse a trace on which some horizon would have no scored origin (its metrics would be NaN).
+
+    The rule is ``models.evaluate``'s: origins start after the warm-up (the first 25% of the
+    points) and an origin is scored when the point ``horizon`` steps ahead exists and has a value.
+
+    Raises:
+        UserError: naming the file, the horizon and the points needed.
+    """
+    import numpy as np
+
+    from models import evaluate
+
+    n = int(trace.values.size)
+    step = float(trace.step_seconds)
+    origins = np.arange(math.ceil(evaluate.WARMUP_FRACTION * n), n)
+    for seconds in horizons:
+        h = evaluate.horizon_steps_for(seconds, step)
+        if np.isfinite(evaluate.targets_for(trace.values, origins, h)).any():
+            continue
+        need = h  # the fewest points whose part after the warm-up holds an origin and its target
+        while need - math.ceil(evaluate.WARMUP_FRACTION * need) < h:
+            need += 1
+        if n < need:
+            raise UserError(
+                f"--trace {path}: too short to score --horizon-seconds {seconds:g}: it has {n} points of {step:g} s; "
+                f"a {h}-step horizon needs at least {need} points ({need * step:g} s, of which the first "
+                f"{evaluate.WARMUP_FRACTION:.0%} is warm-up history)"
+            )
+        raise UserError(
+            f"--trace {path}: nothing to score at --horizon-seconds {seconds:g}: every point after the "
+            f"warm-up (the first {evaluate.WARMUP_FRACTION:.0%}) that a forecast would be scored on is missing"
+        )
+
+
+def json_line(record: dict[str, object]) -> str:
+    """One strict JSON object: a number that is NaN or infinite (no score) is ``null``."""
+    clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+    return json.dumps(clean, allow_nan=False)
+
+
+def _num(value: float, spec: str, suffix: str = "") -> str:
+    """``value`` formatted with ``spec`` and ``suffix``; ``-`` when it is NaN (no score)."""
+    return "-" if math.isnan(value) else format(value, spec) + suffix
 
 
 def print_table(rows: Sequence[object], out) -> None:  # noqa: ANN001 - any text stream
@@ -133,15 +181,15 @@ def print_table(rows: Sequence[object], out) -> None:  # noqa: ANN001 - any text
                 r.model,
                 f"{r.horizon_seconds:g}",
                 str(r.horizon_steps),
-                f"{r.mase_naive:.3f}",
-                f"{r.mase_seasonal_naive:.3f}",
-                f"{r.pinball:.4g}",
-                f"{r.pinball_naive_ratio:.3f}",
-                f"{100 * r.coverage_80:.1f}%",
-                f"{100 * r.coverage_95:.1f}%",
-                f"{100 * r.days_calibrated:.0f}%",
-                f"{r.fit_seconds:.3f}",
-                f"{1000 * r.predict_seconds:.3f}",
+                _num(r.mase_naive, ".3f"),
+                _num(r.mase_seasonal_naive, ".3f"),
+                _num(r.pinball, ".4g"),
+                _num(r.pinball_naive_ratio, ".3f"),
+                _num(100 * r.coverage_80, ".1f", "%"),
+                _num(100 * r.coverage_95, ".1f", "%"),
+                _num(100 * r.days_calibrated, ".0f", "%"),
+                _num(r.fit_seconds, ".3f"),
+                _num(1000 * r.predict_seconds, ".3f"),
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = "0.0.0.0:8080"
 DEFAULT_LEASE_NAME = "scaleahead"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,12 +45,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--settings", metavar="FILE", help="the settings YAML (or a ConfigMap manifest); watched for changes")
     p.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig of the cluster (default: in-cluster, else ~/.kube/config)")
-    p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT", help=f"address of the HTTP server (default {DEFAULT_LISTEN})")
+    p.add_argument("--listen", default=DEFAULT_LISTEN, type=_listen_argument, metavar="HOST:PORT",
+                   help=f"address of the HTTP server (default {DEFAULT_LISTEN})")  # fmt: skip
     p.add_argument("--no-leader-election", action="store_true", help="act without holding the Lease (a single replica)")
     p.add_argument("--once", action="store_true", help="run one tick, print its decisions and exit")
     p.add_argument("--lease-name", default=DEFAULT_LEASE_NAME, help=f"name of the leader-election Lease (default {DEFAULT_LEASE_NAME})")
     p.add_argument("--lease-namespace", default=None, help="namespace of the Lease (default $POD_NAMESPACE, else default)")
-    p.add_argument("--log-level", default="INFO", help="log level of the JSON logs (default INFO)")
+    p.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
+                   help=f"log level of the JSON logs: {', '.join(LOG_LEVELS)} (default INFO)")  # fmt: skip
     demo = p.add_argument_group("local demo")
     demo.add_argument("--local-demo", action="store_true",
                       help="start a local Prometheus and Kubernetes API emulator replaying a bundled trace, "
@@ -93,11 +97,22 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:8080`` for IPv6) -> ``(host, port)``."""
+    """``HOST:PORT`` (``[::1]:8080`` for IPv6) -> ``(host, port)``; the port is 0 to 65535 (0: a free one)."""
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
         raise UserError(f"--listen must be HOST:PORT, got {text!r}")
+    if int(port) > 65535:
+        raise UserError(f"--listen {text}: the port must be 0 to 65535, got {int(port)}")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _listen_argument(text: str) -> str:
+    """argparse ``type`` of ``--listen``: checks it (``parse_listen``), keeps the text."""
+    try:
+        parse_listen(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--listen ")) from None
+    return text
 
 
 async def load_cluster_config(kubeconfig: str | None) -> Any:
@@ -106,14 +121,88 @@ async def load_cluster_config(kubeconfig: str | None) -> Any:
     from kubernetes_asyncio import config as k8s_config
 
     configuration = k8s.Configuration()
-    try:
-        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        try:
             k8s_config.load_incluster_config(client_configuration=configuration)
-        else:
-            await k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    except (k8s_config.ConfigException, OSError) as exc:
-        raise UserError(f"cannot load the cluster configuration: {exc}") from None
+        except (k8s_config.ConfigException, OSError) as exc:
+            raise UserError(f"cannot load the in-cluster configuration (service account): {exc}") from None
+        return configuration
+    files = _kubeconfig_files(kubeconfig)
+    where = ", ".join(files)
+    try:
+        await k8s_config.load_kube_config(config_file=os.pathsep.join(files), client_configuration=configuration)
+    except Exception as exc:  # the library raises TypeError, KeyError, ValueError ... on a malformed file
+        raise UserError(f"cannot load the cluster configuration from the kubeconfig {where}: {exc}") from None
     return configuration
+
+
+def _kubeconfig_files(kubeconfig: str | None) -> list[str]:
+    """The kubeconfig files to load, each checked to be a readable YAML mapping.
+
+    ``kubeconfig`` (``--kubeconfig``) must exist; without it, the files of ``$KUBECONFIG``
+    that exist (it may list several), else ``~/.kube/config``.
+
+    Raises:
+        UserError: no such file, not a file, unreadable, not YAML, or YAML but not a mapping.
+    """
+    import yaml
+
+    if kubeconfig is not None:
+        flag = f"--kubeconfig {kubeconfig}"
+        if not os.path.exists(kubeconfig):
+            raise UserError(f"{flag}: no such file")
+        files = [kubeconfig]
+    else:
+        listed = os.environ.get("KUBECONFIG", "")
+        candidates = [os.path.expanduser(f) for f in listed.split(os.pathsep) if f] if listed else []
+        default = os.path.expanduser("~/.kube/config")
+        files = [f for f in candidates if os.path.exists(f)] if candidates else ([default] if os.path.exists(default) else [])
+        if not files:
+            source = f"the files of $KUBECONFIG ({listed}) do not exist" if candidates else f"there is no {default}"
+            raise UserError(
+                "no cluster configuration: not running in a pod (KUBERNETES_SERVICE_HOST is not set) and "
+                f"{source}; pass --kubeconfig FILE"
+            )
+    for f in files:
+        if os.path.isdir(f):
+            raise UserError(f"the kubeconfig {f} is a directory, not a file")
+        try:
+            with open(f, encoding="utf-8") as stream:
+                data = yaml.safe_load(stream)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read the kubeconfig {f}: {getattr(exc, 'strerror', None) or exc}") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" (line {mark.line + 1})" if mark is not None else ""
+            raise UserError(f"the kubeconfig {f} is not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+        if not isinstance(data, dict):
+            found = "empty" if data is None else f"a {type(data).__name__}"
+            raise UserError(f"the kubeconfig {f} is not a kubeconfig: expected a YAML mapping "
+                            f"(clusters, contexts, users, current-context), found {found}")  # fmt: skip
+    return files
+
+
+def print_once(controller: Any, decisions: Any, out: Any = None) -> int:
+    """``--once``: print each workload's decision, or why it has none; 1 when a workload failed.
+
+    A workload whose reconcile failed (or whose policy could not be built) prints its last
+    error; one that is not scaled because something else scales it says so.
+    """
+    out = out or sys.stdout
+    latest = decisions.snapshot(limit=1)
+    failed = 0
+    for m in sorted(controller.workloads.values(), key=lambda m: m.label):
+        if m.policy is None or m.failures > 0:
+            failed += 1
+            print(f"{m.label}: failed: {m.last_error or 'no decision'}", file=out, flush=True)
+        elif m.conflicts:
+            print(f"{m.label}: not scaled: already scaled by {', '.join(m.conflicts)}", file=out, flush=True)
+        else:
+            for entry in latest.get(m.label, [])[-1:]:
+                print(f"{m.label}: {entry['from']} -> {entry['to']} ({entry['reason']}) {entry['message']}", file=out, flush=True)
+    if not controller.workloads:
+        print("no workloads to manage: the settings list none and discovery found none", file=out, flush=True)
+    return 1 if failed else 0
 
 
 def own_identity() -> tuple[str, str, str | None]:
@@ -219,16 +308,18 @@ async def run_controller(
                     running_loop.add_signal_handler(sig, stop.set)
                     installed.append(sig)
         try:
-            async with server.serve(app, host, port) as listening:
+            async with contextlib.AsyncExitStack() as serving:
+                try:
+                    listening = await serving.enter_async_context(server.serve(app, host, port))
+                except (OSError, OverflowError) as exc:  # in use, not an address of this host, no permission
+                    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                    raise UserError(f"--listen {address}: cannot listen there: {getattr(exc, 'strerror', None) or exc}") from None
                 log.info("serving /metrics, /healthz, /readyz and /debug/decisions on %s", listening.url)
                 if once:
                     telemetry.set_phase("leader")
                     await controller.tick()
                     health.tick_completed()
-                    for label, entries in decisions.snapshot(limit=1).items():
-                        for entry in entries:
-                            print(f"{label}: {entry['from']} -> {entry['to']} ({entry['reason']}) {entry['message']}", flush=True)
-                    return 0
+                    return print_once(controller, decisions)
                 tasks = [asyncio.create_task(controller.run(), name="scaleahead-controller")]
                 if elector is not None:
                     tasks.append(asyncio.create_task(elector.run(), name="scaleahead-leader-election"))

@@ -85,8 +85,12 @@ def _run(args: argparse.Namespace, trace_files: Sequence[str]) -> int:
         seed=args.seed,
         hpa_target=args.hpa_target,
     )
+    if args.report:
+        check_report_path(args.report)  # before simulating, not after minutes of it
     # Read and check every trace before simulating any, so a bad file fails fast.
     scenarios = [scenario_from_trace(load_trace(f), peak_pods=args.peak_pods) for f in trace_files]
+    for sc in scenarios:
+        engine.check_startup_fits(sc, config)
     results = simulate_all(scenarios, policies, config, show_progress=not args.no_progress and sys.stderr.isatty())
     if args.json:
         for r in results:
@@ -103,6 +107,20 @@ def _run(args: argparse.Namespace, trace_files: Sequence[str]) -> int:
             raise UserError(f"cannot write the report {args.report}: {exc.strerror or exc}") from None
         print(f"report written to {args.report}", file=sys.stderr)
     return 0
+
+
+def check_report_path(path: str) -> None:
+    """Refuse a report path that cannot be written, before any work is done.
+
+    Raises:
+        UserError: its directory does not exist (or is not a directory), or the path is a directory.
+    """
+    target = Path(path)
+    directory = target.resolve().parent
+    if not directory.is_dir():
+        raise UserError(f"cannot write the report {path}: the directory {directory} does not exist")
+    if target.is_dir():
+        raise UserError(f"cannot write the report {path}: it is a directory")
 
 
 def simulate_all(

@@ -47,6 +47,8 @@ class SimCluster:
     def __post_init__(self) -> None:
         if self.startup_distribution not in ("fixed", "lognormal"):
             raise ValueError(f"unknown startup distribution {self.startup_distribution!r}")
+        if self.seed < 0:  # numpy's own message ("expected non-negative integer") names no seed
+            raise ValueError(f"the seed of the startup draws must be a non-negative integer, got {self.seed}")
         self._rng = np.random.default_rng(self.seed)
         self._created: list[int] = []  # creation tick of each starting pod, parallel to ``starting``
         self._fixed_ticks = max(0, math.ceil(self.startup_seconds / TICK_SECONDS - 1e-9))

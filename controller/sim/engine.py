@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,10 @@ POLICY_NAMES = ("hpa", "scaleahead", "oracle")
 
 TARGET = WorkloadRef(namespace="sim", name="workload")
 
+#: The longest pod startup a run accepts: a day. Longer is no workload's startup, and the
+#: oracle's look-ahead window (and the pods in flight) grow with it.
+MAX_STARTUP_SECONDS = 86400.0
+
 
 @dataclass(frozen=True)
 class SimConfig:
@@ -56,10 +61,18 @@ class SimConfig:
     workload: WorkloadSettings | None = None
 
     def __post_init__(self) -> None:
+        if not math.isfinite(self.startup_seconds):
+            raise UserError(f"--startup-seconds must be a finite number of seconds, got {self.startup_seconds:g}")
         if self.startup_seconds < 0:
             raise UserError(f"--startup-seconds must be >= 0, got {self.startup_seconds:g}")
+        if self.startup_seconds > MAX_STARTUP_SECONDS:
+            raise UserError(
+                f"--startup-seconds must be at most {MAX_STARTUP_SECONDS:g} (a day), got {self.startup_seconds:g}"
+            )
         if not 0 < self.hpa_target <= 1:
             raise UserError(f"--hpa-target must be in (0, 1], got {self.hpa_target:g}")
+        if self.seed < 0:
+            raise UserError(f"--seed must be a non-negative integer, got {self.seed}")
         if self.startup_distribution not in ("fixed", "lognormal"):
             raise UserError(f"--startup-distribution must be 'fixed' or 'lognormal', got {self.startup_distribution!r}")
 
@@ -100,6 +113,20 @@ def _build_scaleahead(ports: PolicyPorts, scenario: Scenario, config: SimConfig)
 
 
 BUILDERS: dict[str, PolicyBuilder] = {"hpa": _build_hpa, "scaleahead": _build_scaleahead, "oracle": _build_oracle}
+
+
+def check_startup_fits(scenario: Scenario, config: SimConfig) -> None:
+    """Refuse a startup longer than the trace: no pod created during the run would ever be ready.
+
+    Raises:
+        UserError: naming the trace, its span and the startup.
+    """
+    span = float(scenario.times[-1] - scenario.times[0])
+    if config.startup_seconds > span:
+        raise UserError(
+            f"{scenario.name}: --startup-seconds {config.startup_seconds:g} is longer than the trace "
+            f"({span:g} s): no pod started during the run would ever become ready"
+        )
 
 
 def parse_policies(text: str) -> list[str]:

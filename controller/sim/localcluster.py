@@ -52,6 +52,7 @@ CAPACITY_PER_POD = 10.0  # requests per second one pod serves at 100%
 PEAK_PODS = 20.0  # the trace's 99th percentile, in pods
 STARTUP_STEPS = 2.0  # pod startup: 10 trace minutes
 HISTORY_STEPS = 3 * 288  # three trace days of history before the replay
+MIN_HISTORY_STEPS = 48  # the least history the demo starts with: the model's first fit needs 48 steps
 
 
 def load_query(step: float) -> str:
@@ -186,25 +187,81 @@ def main(args: argparse.Namespace) -> int:
     """Entry of ``scaleahead run --local-demo``."""
     from controller.sim import promharness
 
+    # Every flag and the trace are checked before anything starts (the report is written last).
+    check_options(duration=args.duration_seconds, step=args.step_seconds, report=args.report)
+    trace_path = Path(args.trace) if args.trace else bundled_trace()
+    check_demo_trace(trace_path, duration=args.duration_seconds, step=args.step_seconds, report=args.report)
     try:
         promharness.find_executable("prometheus")
         promharness.find_executable("promtool")
     except promharness.PrometheusNotInstalled as exc:
         raise UserError(str(exc)) from None
-    if args.step_seconds < 1:
-        raise UserError("--step-seconds must be at least 1")
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.WARNING)  # the decisions are printed by _DecisionPrinter, not here
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     try:
         result = asyncio.run(run_demo(
-            trace_path=Path(args.trace) if args.trace else bundled_trace(),
+            trace_path=trace_path,
             duration=args.duration_seconds, step=args.step_seconds, report=args.report,
         ))  # fmt: skip
         return result.code
     except KeyboardInterrupt:
         return 130
+
+
+def check_options(*, duration: float, step: float, report: str | None) -> None:
+    """Refuse bad ``--duration-seconds``, ``--step-seconds`` and ``--report`` before anything starts."""
+    from controller.simcli import check_report_path
+
+    if not (math.isfinite(step) and step >= 1):
+        raise UserError(f"--step-seconds must be a number of seconds >= 1, got {step:g}")
+    if not (math.isfinite(duration) and duration > 0):
+        raise UserError(f"--duration-seconds must be a positive number of seconds, got {duration:g}")
+    if report:
+        check_report_path(report)
+
+
+def replay_steps(duration: float, step: float) -> int:
+    """Trace steps the replay covers (at least 4)."""
+    return max(4, int(math.ceil(duration / step)) + 2)
+
+
+def check_trace(trace: Any, *, duration: float, step: float) -> None:
+    """Refuse a trace the demo cannot replay: too short for the history and the replay, or no load.
+
+    Raises:
+        UserError: naming the file, its rows and the rows needed.
+    """
+    where = trace.path or trace.name
+    steps = replay_steps(duration, step)
+    need = MIN_HISTORY_STEPS + steps + 1
+    if len(trace.values) < need:
+        raise UserError(
+            f"{where}: {len(trace.values)} rows is too short for the demo: --duration-seconds {duration:g} at "
+            f"--step-seconds {step:g} replays {steps + 1} rows after at least {MIN_HISTORY_STEPS} rows of history, "
+            f"{need} rows in all; use a longer trace or a shorter --duration-seconds"
+        )
+    q99 = float(np.quantile(trace.values, 0.99))
+    if not q99 > 0:
+        raise UserError(f"{where}: the 99th percentile of the values is {q99:g}; there is no load to replay")
+
+
+def check_demo_trace(path: Path, *, duration: float, step: float, report: str | None) -> Any:
+    """Load the trace and refuse it now if the replay or the report could not use it; return it.
+
+    Raises:
+        UserError: the file cannot be read, is too short or has no load (``check_trace``), or
+            (with a report) spans more than the simulator takes.
+    """
+    from controller.sim.scenario import check_ticks
+    from controller.sim.traces import load_trace
+
+    trace = load_trace(path)
+    check_trace(trace, duration=duration, step=step)
+    if report:
+        check_ticks(trace)  # the report simulates the trace: refuse one it cannot take now, not after the run
+    return trace
 
 
 async def run_demo(
@@ -234,18 +291,17 @@ async def run_demo(
     from controller import loop, runcli
     from controller.settings import ControllerSettings
     from controller.sim import kubeapi, promharness
-    from controller.sim.traces import load_trace
 
     out = out or sys.stdout
 
     def say(text: str) -> None:
         print(text, file=out, flush=True)
 
-    trace = load_trace(trace_path)
+    trace = check_demo_trace(trace_path, duration=duration, step=step, report=report)
     # demand in pods per trace step, then requests per second
     pods = trace.values * (PEAK_PODS / float(np.quantile(trace.values, 0.99)))
     rps = pods * CAPACITY_PER_POD
-    steps = max(4, int(math.ceil(duration / step)) + 2)
+    steps = replay_steps(duration, step)
     history = min(history_steps, max(0, len(rps) - steps - 1))
     start = pick_replay_start(pods, steps=steps, history=history)
     replay = rps[start - history : start + steps + 1]

@@ -164,6 +164,8 @@ def counter_from_load(timestamps: Sequence[float] | np.ndarray, load_per_second:
         raise ValueError(f"timestamps and load_per_second differ in shape: {ts.shape} and {load.shape}")
     if np.any(load < 0) or not np.all(np.isfinite(load)):
         raise ValueError("load_per_second must be finite and non-negative (a counter never decreases)")
+    if ts.ndim != 1 or ts.size == 0:
+        raise ValueError(f"{name}: a counter needs at least one timestamp, got shape {ts.shape}")
     increments = np.concatenate([[start_value], load[1:] * np.diff(ts)])
     return BackfillSeries(name=name, labels=labels, timestamps=ts, values=np.cumsum(increments), kind="counter")
 

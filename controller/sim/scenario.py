@@ -29,6 +29,14 @@ OBSERVE_FROM_TICKS = 5
 OBSERVE_TO_TICKS = 1
 #: BENCHMARK.md section 2: the initial state is ceil(demand(0) / 0.7) ready pods.
 INITIAL_UTILIZATION = 0.7
+#: The longest trace a scenario takes: a year of 15-s ticks (the longest benchmark trace,
+#: nab_nyc_taxi, spans 215 days). Longer is almost surely timestamps in milliseconds.
+MAX_SPAN_DAYS = 366
+MAX_TICKS = int(MAX_SPAN_DAYS * 86400 / TICK_SECONDS) + 1
+#: The largest ``peak_pods``: the simulator models every pod (and the policies every pod's
+#: startup), so its cost grows with the pod count; at 10,000 a month-long trace already
+#: takes minutes per policy, and far more would run for hours.
+MAX_PEAK_PODS = 10_000.0
 
 
 @dataclass(frozen=True)
@@ -81,21 +89,49 @@ def scenario_from_trace(trace: Trace, *, peak_pods: float = 40.0) -> Scenario:
     """Turn a trace into demand in pod units: ``value * peak_pods / quantile(value, 0.99)``.
 
     Raises:
-        UserError: the trace's 99th percentile is 0 (no load to scale to), or the
-            trace spans less than two ticks.
+        UserError: ``peak_pods`` not a positive number up to ``MAX_PEAK_PODS``, the
+            trace's 99th percentile is 0 (no load to scale to), or the trace spans
+            less than two ticks or more than ``MAX_SPAN_DAYS``.
     """
-    if peak_pods <= 0:
-        raise UserError(f"--peak-pods must be positive, got {peak_pods:g}")
+    check_peak_pods(peak_pods)
     q99 = float(np.quantile(trace.values, 0.99))
     if q99 <= 0:
         raise UserError(f"{trace.path or trace.name}: the 99th percentile of the values is {q99:g}; there is no load to scale")
     t0 = float(trace.timestamps[0])
-    n = int(math.floor(trace.span_seconds / TICK_SECONDS)) + 1
-    if n < 2:
-        raise UserError(f"{trace.path or trace.name}: spans {trace.span_seconds:g} s, less than two {TICK_SECONDS:g}-s ticks")
+    n = check_ticks(trace)
     times = t0 + TICK_SECONDS * np.arange(n, dtype=float)
     demand = np.interp(times, trace.timestamps, trace.values) * (peak_pods / q99)
     return Scenario(name=trace.name, times=times, demand=demand, peak_pods=peak_pods)
+
+
+def check_peak_pods(peak_pods: float) -> None:
+    """Refuse a ``--peak-pods`` that is not a finite positive number up to ``MAX_PEAK_PODS``."""
+    if not math.isfinite(peak_pods) or peak_pods <= 0:
+        raise UserError(f"--peak-pods must be a finite positive number, got {peak_pods:g}")
+    if peak_pods > MAX_PEAK_PODS:
+        raise UserError(
+            f"--peak-pods must be at most {MAX_PEAK_PODS:g}, got {peak_pods:g}: the simulator models every pod, "
+            "and a run that large would take hours"
+        )
+
+
+def check_ticks(trace: Trace) -> int:
+    """The number of 15-s ticks ``trace`` spans, checked before anything is allocated.
+
+    Raises:
+        UserError: fewer than two ticks, or more than ``MAX_TICKS`` (``MAX_SPAN_DAYS``).
+    """
+    where = trace.path or trace.name
+    span = trace.span_seconds
+    if not span >= TICK_SECONDS:
+        raise UserError(f"{where}: spans {span:g} s, less than two {TICK_SECONDS:g}-s ticks")
+    if span > (MAX_TICKS - 1) * TICK_SECONDS:
+        raise UserError(
+            f"{where}: spans {span:.0f} s ({span / 86400:.1f} days), more than the simulator takes "
+            f"({MAX_SPAN_DAYS} days: {MAX_TICKS} ticks of {TICK_SECONDS:g} s); the timestamps must be Unix seconds "
+            "(not milliseconds)"
+        )
+    return int(math.floor(span / TICK_SECONDS)) + 1
 
 
 def oracle_alive(demand: np.ndarray, *, startup_ticks: int) -> np.ndarray:

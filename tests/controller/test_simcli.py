@@ -124,3 +124,73 @@ def test_demo_simulates_the_bundled_traces_and_writes_the_report(tmp_path, capsy
     traces = {line.split()[0] for line in lines[1:]}
     assert traces == {p.stem for p in bundled_traces()}
     assert out.exists() and "azure2019_vm_total_cpu" in out.read_text()
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        pytest.param(["--startup-seconds", "nan"], "--startup-seconds must be a finite number of seconds, got nan", id="startup-nan"),
+        pytest.param(["--startup-seconds", "inf"], "--startup-seconds must be a finite number of seconds, got inf", id="startup-inf"),
+        pytest.param(["--startup-seconds", "1e12"], "--startup-seconds must be at most 86400 (a day), got 1e+12", id="startup-huge"),
+        pytest.param(["--peak-pods", "nan"], "--peak-pods must be a finite positive number, got nan", id="peak-nan"),
+        pytest.param(["--peak-pods", "inf"], "--peak-pods must be a finite positive number, got inf", id="peak-inf"),
+        pytest.param(["--peak-pods", "1e12"], "--peak-pods must be at most 10000, got 1e+12", id="peak-huge"),
+        pytest.param(["--seed", "-1", "--startup-distribution", "lognormal"], "--seed must be a non-negative integer, got -1",
+                     id="negative-seed"),
+    ],
+)
+def test_out_of_range_options_are_one_clear_error(capsys, option, expected):
+    # --policy hpa: with the oracle, --peak-pods 1e12 used to run for ever
+    code, err = run_cli(capsys, "simulate", "--trace", SMALL, "--policy", "hpa", "--no-progress", *option)
+    assert code == 2, err
+    assert err.startswith("scaleahead: error: ") and expected in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_demo_checks_its_options_too(capsys):
+    code, err = run_cli(capsys, "demo", "--no-progress", "--startup-seconds", "nan")
+    assert code == 2 and "--startup-seconds must be a finite number" in err
+
+
+def test_a_startup_longer_than_the_trace_is_refused(tmp_path, capsys):
+    path = tmp_path / "short.csv"
+    path.write_text("timestamp,value\n0,1\n300,2\n600,3\n")
+    code, err = run_cli(capsys, "simulate", "--trace", str(path), "--policy", "hpa", "--no-progress", "--startup-seconds", "900")
+    assert code == 2, err
+    assert "short: --startup-seconds 900 is longer than the trace (600 s)" in err
+
+
+@pytest.mark.parametrize(
+    ("rows", "span"),
+    [
+        pytest.param([(0, 1), (400 * 86400, 2)], "34560000 s (400.0 days)", id="400-days"),
+        # a day of one-minute rows, in milliseconds: read as seconds it spans 1,000 days
+        pytest.param([(1_600_000_000_000 + 60_000 * i, 5 + i % 7) for i in range(1441)], "86400000 s (1000.0 days)",
+                     id="milliseconds"),
+    ],
+)
+def test_a_trace_spanning_more_than_a_year_is_refused_with_a_hint_about_milliseconds(tmp_path, capsys, rows, span):
+    path = tmp_path / "long.csv"
+    path.write_text("timestamp,value\n" + "".join(f"{t},{v}\n" for t, v in rows))
+    code, err = run_cli(capsys, "simulate", "--trace", str(path), "--policy", "hpa", "--no-progress")
+    assert code == 2, err
+    assert f"long.csv: spans {span}, more than the simulator takes (366 days: 2108161 ticks of 15 s)" in err
+    assert "the timestamps must be Unix seconds (not milliseconds)" in err
+
+
+def test_the_report_directory_is_checked_before_simulating(tmp_path, capsys, monkeypatch):
+    def no_simulation(*args, **kwargs):
+        raise AssertionError("simulated before checking the report path")
+
+    monkeypatch.setattr("controller.simcli.simulate_all", no_simulation)
+    target = tmp_path / "missing" / "r.html"
+    code, err = run_cli(capsys, "simulate", "--trace", SMALL, "--policy", "hpa", "--report", str(target), "--no-progress")
+    assert code == 2, err
+    assert f"cannot write the report {target}: the directory {target.parent} does not exist" in err
+    code, err = run_cli(capsys, "simulate", "--trace", SMALL, "--policy", "hpa", "--report", str(tmp_path), "--no-progress")
+    assert code == 2 and "it is a directory" in err

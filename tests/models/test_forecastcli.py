@@ -102,3 +102,45 @@ def test_a_malformed_line_is_a_user_error_with_file_and_line(tmp_path: Path) -> 
 
     with pytest.raises(UserError, match=r"bad.csv:3: value 'oops' is not a number"):
         args.func(args)
+
+
+def test_a_trace_too_short_for_a_horizon_is_refused_saying_how_much_history_it_needs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from controller.__main__ import main
+
+    path = tmp_path / "tiny.csv"
+    path.write_text("timestamp,value\n0,1\n300,2\n600,3\n")
+
+    code = main(["forecast-eval", "--trace", str(path), "--models", "naive", "--json"])
+
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""  # nothing printed before the refusal (the 210-s horizon alone would score)
+    assert captured.err.strip() == (
+        f"scaleahead: error: --trace {path}: too short to score --horizon-seconds 900: it has 3 points of 300 s; "
+        "a 3-step horizon needs at least 4 points (1200 s, of which the first 25% is warm-up history)"
+    )
+
+
+def test_json_is_strict_with_null_for_a_missing_score(
+    trace_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = evaluate.evaluate_series
+
+    def with_holes(*args, **kwargs):
+        rows = real(*args, **kwargs)
+        return [evaluate.Row(**{**{f: getattr(r, f) for f in evaluate.Row.JSON_FIELDS},
+                                "mase_naive": float("inf"), "pinball": float("nan")}) for r in rows]  # fmt: skip
+
+    monkeypatch.setattr(evaluate, "evaluate_series", with_holes)
+    args = parse(["forecast-eval", "--trace", str(trace_file), "--horizon-seconds", "300", "--models", "naive", "--json"])
+
+    assert args.func(args) == 0
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not strict JSON: {constant}")
+
+    (record,) = [json.loads(line, parse_constant=refuse) for line in capsys.readouterr().out.splitlines()]
+    assert record["mase_naive"] is None and record["pinball"] is None
+    assert record["coverage_80"] is not None

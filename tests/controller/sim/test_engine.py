@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
 
 from controller.domain import Decision, Reason, WorkloadRef
+from controller.errors import UserError
 from controller.policies import PolicyPorts
 from controller.sim import engine
 from controller.sim.cluster import FutureReadError, SimCluster
@@ -266,3 +268,49 @@ def test_score_json_has_exactly_the_fields_of_section_5():
     fields = set(engine.run(sc, "hpa", engine.SimConfig()).score.to_json())
     section3 = {"unserved_pct", "underprovisioned_time_pct", "pod_hours", "oracle_pod_hours", "cost_ratio", "scale_actions"}
     assert fields == section3 | {"trace", "policy", "startup_seconds", "peak_pods", "wall_seconds"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        pytest.param({"startup_seconds": math.nan}, "finite", id="startup-nan"),
+        pytest.param({"startup_seconds": math.inf}, "finite", id="startup-inf"),
+        pytest.param({"startup_seconds": 86400.5}, "at most 86400 (a day)", id="startup-over-a-day"),
+        pytest.param({"seed": -1, "startup_distribution": "lognormal"}, "--seed must be a non-negative integer", id="seed"),
+    ],
+)
+def test_sim_config_refuses_values_no_run_can_use(kwargs, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        engine.SimConfig(**kwargs)
+
+
+def test_a_day_of_startup_is_accepted():
+    assert engine.SimConfig(startup_seconds=86400.0).startup_seconds == 86400.0
+
+
+def test_a_negative_seed_is_refused_by_the_cluster_with_its_name():
+    with pytest.raises(ValueError, match="seed of the startup draws must be a non-negative integer, got -1"):
+        SimCluster(startup_seconds=120, startup_distribution="lognormal", seed=-1)
+
+
+@pytest.mark.parametrize("peak", [math.nan, math.inf, -1.0, 0.0, 10_000.5])
+def test_scenario_refuses_a_peak_pods_that_is_not_finite_positive_or_absurd(peak):
+    trace = Trace("t", np.array([0.0, 600.0]), np.array([1.0, 2.0]))
+    with pytest.raises(UserError, match="--peak-pods must be"):
+        scenario_from_trace(trace, peak_pods=peak)
+
+
+def test_scenario_refuses_a_trace_longer_than_a_year_before_allocating_its_ticks():
+    # 2 rows 317 years apart: 670 million ticks, tens of GiB, were allocated before
+    trace = Trace("absurd", np.array([0.0, 9_999_999_999.0]), np.array([1.0, 2.0]), path="absurd.csv")
+    with pytest.raises(UserError, match=r"absurd.csv: spans 9999999999 s \(115740.7 days\), more than the simulator takes"):
+        scenario_from_trace(trace)
+    year = Trace("year", np.array([0.0, 366 * 86400.0]), np.array([1.0, 2.0]))
+    assert scenario_from_trace(year).n_ticks == 366 * 86400 // 15 + 1  # the cap itself is accepted
+
+
+def test_a_startup_longer_than_the_scenario_is_refused():
+    sc = make_scenario(np.ones(41))  # 600 s
+    engine.check_startup_fits(sc, engine.SimConfig(startup_seconds=600))
+    with pytest.raises(UserError, match=r"synthetic: --startup-seconds 615 is longer than the trace \(600 s\)"):
+        engine.check_startup_fits(sc, engine.SimConfig(startup_seconds=615))
