@@ -274,6 +274,20 @@ def test_the_startup_estimate_is_a_decayed_median_by_default():
     assert est.seconds == 30.0
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(0, 600), max_size=70),
+    st.lists(st.floats(0, 600), max_size=200),
+    st.sampled_from([1, 3, 64]),
+)
+def test_a_batch_of_startups_is_observed_as_one_at_a_time(before, batch, keep):
+    est = StartupEstimate(max_samples=keep).observe(before)
+    one_by_one = est
+    for seconds in batch:
+        one_by_one = one_by_one.observe([seconds])
+    assert est.observe(batch).samples == one_by_one.samples  # to the last bit
+
+
 def test_the_startup_estimate_as_a_decayed_p90_follows_change():
     est = StartupEstimate(prior_seconds=120.0, quantile=0.9)
     assert est.seconds == 120.0
