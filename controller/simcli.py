@@ -94,7 +94,7 @@ def _run(args: argparse.Namespace, trace_files: Sequence[str]) -> int:
     results = simulate_all(scenarios, policies, config, show_progress=not args.no_progress and sys.stderr.isatty())
     if args.json:
         for r in results:
-            print(json.dumps(r.score.to_json()), flush=True)
+            print(json.dumps(r.score.to_json(), allow_nan=False), flush=True)
     else:
         print(format_table(results))
     if args.report:

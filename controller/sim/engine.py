@@ -107,8 +107,10 @@ def _build_scaleahead(ports: PolicyPorts, scenario: Scenario, config: SimConfig)
     if config.settings is None:
         params = dataclasses.replace(params, min_replicas=config.min_replicas, max_replicas=hpa.UNBOUNDED_REPLICAS)
         if kwargs["reference"] is not None:
-            # The counterfactual HPA is the benchmark's hpa baseline.
-            kwargs["reference"] = dataclasses.replace(kwargs["reference"], hpa=_benchmark_hpa(config))
+            # The counterfactual HPA is the policy's own (an HPA at its usual 0.7, as live), with the
+            # run's bounds; not the baseline's --hpa-target: the policy is not told what it is scored against.
+            hpa_ref = dataclasses.replace(kwargs["reference"].hpa, min_replicas=config.min_replicas, max_replicas=hpa.UNBOUNDED_REPLICAS)
+            kwargs["reference"] = dataclasses.replace(kwargs["reference"], hpa=hpa_ref)
     return PredictivePolicy(ports, params, **kwargs, record_forecast=True)
 
 

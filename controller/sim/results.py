@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -38,9 +39,13 @@ class Score:
     wall_seconds: float
 
     def to_json(self) -> dict[str, object]:
-        """The JSON object of BENCHMARK.md section 5: exactly its fields, in a stable order."""
+        """The JSON object of BENCHMARK.md section 5: exactly its fields, in a stable order.
+
+        A number that is not finite (the cost ratio when the scored window holds no demand, so
+        the oracle holds no pods) is ``null``: strict JSON has no NaN.
+        """
         d = asdict(self)
-        return {k: d[k] for k in SCORE_FIELDS}
+        return {k: (None if isinstance(d[k], float) and not math.isfinite(d[k]) else d[k]) for k in SCORE_FIELDS}
 
 
 @dataclass(frozen=True, slots=True)

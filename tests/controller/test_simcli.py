@@ -36,6 +36,17 @@ def test_simulate_nasa_prints_one_object_per_policy_and_the_hpa_costs_about_1_45
     assert oracle["cost_ratio"] == pytest.approx(1.0)
 
 
+def test_a_cost_ratio_without_scored_demand_is_null_in_strict_json(capsys, tmp_path):
+    # load at first, then none through the scored window: the oracle holds no pods there
+    rows = ["timestamp,value"] + [f"{60 * i},{10 if i < 20 else 0}" for i in range(100)]
+    trace = tmp_path / "zero_tail.csv"
+    trace.write_text("\n".join(rows) + "\n")
+    assert main(["simulate", "--trace", str(trace), "--policy", "hpa", "--json", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    (row,) = [json.loads(line, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}")) for line in out.splitlines()]
+    assert row["cost_ratio"] is None and row["oracle_pod_hours"] == 0
+
+
 def test_json_objects_have_exactly_the_fields_of_benchmark_section_5(capsys):
     assert main(["simulate", "--trace", SMALL, "--policy", "hpa", "--json", "--no-progress"]) == 0
     (row,) = json_lines(capsys.readouterr().out)

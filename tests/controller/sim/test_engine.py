@@ -249,6 +249,50 @@ def test_changing_demand_after_t_leaves_every_decision_before_t_unchanged(policy
     assert not np.array_equal(a.ready, b.ready)
 
 
+@pytest.mark.parametrize("startup", [engine.SimConfig(startup_seconds=300.0), engine.SimConfig(startup_distribution="lognormal")])
+def test_scaleahead_sees_no_future_across_its_fits_refits_and_daily_choices(startup):
+    # Two and a half days of noisy load; T after the first fit, the first daily refit and the
+    # first daily choice of quantile, so that every part of the policy has run before T.
+    rng = np.random.default_rng(5)
+    minutes = np.arange(int(2.5 * 1440) + 1)
+    per_minute = 20 * np.exp(rng.normal(0, 0.3, minutes.size)) * (1 + 0.3 * np.sin(2 * np.pi * minutes / 1440))
+    base = np.interp(np.arange(int(2.5 * 5760) + 1) / 4.0, minutes, per_minute)
+    t_index = int(2.2 * 5760)
+    changed = base.copy()
+    changed[t_index:] *= 3.0
+    holders: list = []
+
+    def build(ports, sc, cfg):
+        holders.append(engine.BUILDERS["scaleahead"](ports, sc, cfg))
+        return holders[-1]
+
+    a = engine.run(make_scenario(base), "scaleahead", startup, builder=build)
+    b = engine.run(make_scenario(changed), "scaleahead", startup, builder=build)
+    pa, pb = holders
+    assert pa.quantile_history and pa.quantile_history[0][0] < 15.0 * t_index  # a daily choice before T
+    assert len(pa.quantile_history) >= 2  # and the next day's, with the refit between
+    assert np.array_equal(a.ready[: t_index + 1], b.ready[: t_index + 1])
+    assert np.array_equal(a.starting[: t_index + 1], b.starting[: t_index + 1])
+    assert [d for d in a.decisions if d.tick <= t_index] == [d for d in b.decisions if d.tick <= t_index]
+    band_a, band_b = pa.forecast_band, pb.forecast_band
+    for key in ("lower", "mean", "upper", "lead_seconds", "quantile"):
+        assert np.array_equal(band_a[key][: t_index + 1], band_b[key][: t_index + 1], equal_nan=True), key
+    assert not np.array_equal(a.ready, b.ready)  # the surge is noticed after T
+
+
+def test_the_policy_is_not_told_the_baselines_target():
+    built = []
+
+    def build(ports, sc, cfg):
+        built.append(engine.BUILDERS["scaleahead"](ports, sc, cfg))
+        return built[-1]
+
+    for target in (0.5, 0.7):
+        engine.run(make_scenario(np.full(40, 10.0)), "scaleahead", engine.SimConfig(hpa_target=target), builder=build)
+    assert [p._reference.hpa for p in built][0] == [p._reference.hpa for p in built][1]
+    assert built[0]._reference.hpa.target_utilization_ratio == 0.7  # its own reference, as live
+
+
 def test_a_policy_that_asks_for_future_metrics_is_refused():
     class Peeker(FixedPolicy):
         async def reconcile(self, target):
