@@ -159,7 +159,7 @@ class Calibrator:
             width = (bases[:, :, -1] - bases[:, :, 0]) / scales[:, None]
             spread = np.nanmedian(width, axis=0) + self.table_[:, -1] - self.table_[:, 0]
             base = bases
-        self.step_ = (self.learning_rate * np.maximum(spread, 1e-12))[:, None]
+        self.step_ = self._step(spread)
         # Recent scores: in-sample over the replay, with the final table (same footing for every model).
         scored = base[:, :, _SCORED] if bases is not None else base
         quant = scored + scales[:, None, None] * self.table_[None, :, _SCORED]
@@ -180,8 +180,17 @@ class Calibrator:
             if self.uses_bases_:
                 self.pending_bases_[j % hc] = bases[j]
 
+    def _step(self, spread: np.ndarray) -> np.ndarray:
+        """The adaptive tracking step per horizon: ``learning_rate`` of the errors' spread. A replay
+        without errors (a flat load) has no spread; the step then comes from ``default_sd`` (its
+        1.96-sd interval), or the table could never move again once the load comes back."""
+        fallback = 2 * 1.96 * max(self.default_sd, 1e-12)
+        spread = np.where(np.isfinite(spread) & (spread > 1e-9), spread, fallback)
+        return (self.learning_rate * spread)[:, None]
+
     def start_without_replay(self, path: np.ndarray, scale: float, base: np.ndarray | None = None) -> None:
         """Start tracking with no replayed errors: the default spread is used until errors arrive."""
+        self.step_ = self._step(np.zeros(self.horizon_steps))
         self._fold_unscored()
         self.origins_ = 1
         self.first_origin_ = 0

@@ -25,13 +25,28 @@ from both hooks, the quantiles on ``calibration.GRID``; the calibration layer th
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import ClassVar, Self
 
 import numpy as np
 
 from models import base, calibration
+
+#: ``warnings.catch_warnings`` swaps the process-wide filter list and is not thread-safe: two
+#: fits in worker threads at once could leave "ignore everything" installed for good.
+_QUIET = threading.RLock()
+
+
+@contextlib.contextmanager
+def quiet_warnings() -> Iterator[None]:
+    """Silence the libraries' warnings during a fit (convergence notes and the like), one thread at a time."""
+    with _QUIET, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 DAY_SECONDS = 86400.0
 

@@ -16,13 +16,12 @@ estimates alpha, beta, gamma and phi from the data. Design choices:
 
 from __future__ import annotations
 
-import warnings
 from typing import ClassVar
 
 import numpy as np
 
 from models import register
-from models.core import FallbackNeeded, HistoryForecaster
+from models.core import FallbackNeeded, HistoryForecaster, quiet_warnings
 from models.seasonality import detect_periods
 
 
@@ -68,8 +67,7 @@ class HoltWinters(HistoryForecaster):
         recent = y[-window:]
         if recent.size < 10:
             raise FallbackNeeded(f"history too short for Holt-Winters ({recent.size} points)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_warnings():
             result = ExponentialSmoothing(
                 recent,
                 trend="add",

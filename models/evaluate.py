@@ -255,6 +255,8 @@ def score(
 
 
 def _ratio(num: float, den: float) -> float:
+    if math.isnan(num) or math.isnan(den):
+        return math.nan  # nothing scored: no ratio (not an infinitely bad one)
     if den > 0:
         return num / den
     return 1.0 if num == den else math.inf

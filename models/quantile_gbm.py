@@ -21,14 +21,13 @@ phase of the target on the primary season as sine and cosine. No wall-clock feat
 
 from __future__ import annotations
 
-import warnings
 from typing import ClassVar
 
 import numpy as np
 
 from models import base, register
 from models.calibration import GRID, ewma_abs_diff
-from models.core import Buffer, FallbackNeeded, HistoryForecaster
+from models.core import Buffer, FallbackNeeded, HistoryForecaster, quiet_warnings
 from models.seasonality import detect_periods
 
 _LAGS = (1, 2, 3, 5, 10, 20)
@@ -146,8 +145,7 @@ class QuantileGBM(HistoryForecaster):
                 early_stopping=False,
                 random_state=self.seed,
             )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with quiet_warnings():
                 self.models_.append(model.fit(features, target))
         self.median_index_ = self.quantile_levels.index(0.5)
         self.values_ = Buffer(y, self.lookback_ + 1)

@@ -17,14 +17,13 @@ Design choices:
 
 from __future__ import annotations
 
-import warnings
 from typing import ClassVar
 
 import numpy as np
 
 from models import register
 from models.base import lfilter
-from models.core import FallbackNeeded, HistoryForecaster
+from models.core import FallbackNeeded, HistoryForecaster, quiet_warnings
 from models.seasonality import detect_periods
 
 _ALPHAS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0)
@@ -88,8 +87,7 @@ class SeasonalDecomposition(HistoryForecaster):
         coarse_periods = sorted({p for p in coarse_periods if p >= 2 and blocks >= 2 * p})
         if not coarse_periods:
             raise FallbackNeeded(f"history shorter than two seasons of {periods[0]} steps")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_warnings():
             if len(coarse_periods) == 1:
                 result = STL(coarse, period=coarse_periods[0], robust=self.robust).fit()
                 seasonals = [np.asarray(result.seasonal)]

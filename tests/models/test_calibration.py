@@ -93,3 +93,46 @@ def test_the_batched_fold_keeps_the_exponentially_weighted_mean():
         cal.observe(1.0, np.zeros(hc), 1.0)
     # Every prediction is 0 and every outcome 1: the absolute error is 1 at every horizon.
     np.testing.assert_allclose(cal.abs_error_, 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name, options", [("naive", {"calibration": "adaptive"}), ("ets", {})])
+def test_adaptive_intervals_come_back_to_life_after_a_flat_replay(name, options):
+    # The replay (the last day of history) saw no error on a flat load; then traffic returns.
+    import models
+
+    rng = np.random.default_rng(0)
+    busy = 50 + 20 * np.sin(2 * np.pi * np.arange(3000) / 1440) + rng.normal(0, 3, 3000)
+    history = np.concatenate([busy, np.full(1600, 2.0)])
+    model = models.create(name, max_horizon_steps=8, **options).fit(history, step_seconds=60.0)
+    inside = []
+    for value in 40 + rng.normal(0, 8, 600):
+        f = model.predict(1)
+        inside.append(f.quantiles[0.025][0] <= value <= f.quantiles[0.975][0])
+        model.update(value)
+    assert np.mean(inside) >= 0.8  # was 0: a zero-width interval that never widened again
+
+
+def test_fits_in_several_threads_leave_the_warning_filters_as_they_were():
+    # catch_warnings swaps one process-wide list: unguarded, concurrent fits could leave "ignore" behind
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    import models
+
+    rng = np.random.default_rng(0)
+    y = 50 + 20 * np.sin(2 * np.pi * np.arange(600) / 48) + rng.normal(0, 2, 600)
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        before = list(warnings.filters)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: models.create("ets", max_horizon_steps=8).fit(y, step_seconds=60.0), range(24)))
+        assert list(warnings.filters) == before
+
+
+def test_a_ratio_of_nothing_scored_is_nan_not_infinite():
+    import math
+
+    from models import evaluate
+
+    assert math.isnan(evaluate._ratio(math.nan, math.nan)) and math.isnan(evaluate._ratio(1.0, math.nan))
+    assert evaluate._ratio(0.0, 0.0) == 1.0 and evaluate._ratio(1.0, 0.0) == math.inf and evaluate._ratio(1.0, 2.0) == 0.5
