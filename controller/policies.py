@@ -511,8 +511,8 @@ class PredictivePolicy:
         missed = 0
         if len(self._history):
             missed = min(max(0, math.floor((now - self._history_end) / self._step + 0.5) - 1), self._history_steps)
-        values = np.array([*([np.nan] * missed), value])
-        if missed:
+        values = np.array([*([np.nan] * missed), value]) if missed else None
+        if values is not None:
             self._history.extend(values)
         else:
             self._history.append(value)
@@ -521,7 +521,7 @@ class PredictivePolicy:
         if self._fit_due(now, len(self._history)):
             self._refit(now)
         elif self._model is not None:
-            self._model.update(values)
+            self._model.update(values if values is not None else np.array([value]))
         if self._model is not None:
             self._forecast = self._model.predict(self._forecast_steps(), self._levels)
 

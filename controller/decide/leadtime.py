@@ -49,21 +49,16 @@ class StartupEstimate:
         new = [float(d) for d in durations if math.isfinite(d) and d >= 0]
         if not new:
             return self
-        # Each new sample decays every one before it once. Only the newest max_samples are kept, so
-        # only they are decayed (one multiplication per later sample, as one at a time would, to the
-        # last bit): a burst of thousands of startups costs at most 64 x 64 multiplications.
-        n, keep = len(new), self.max_samples
+        # Each new sample decays every one before it once. Only the newest max_samples can be kept,
+        # so only they go through the loop (the others could not change a kept weight): a burst of
+        # thousands of startups costs at most 64 steps of 64, and the weights are bit-identical.
+        keep = self.max_samples
         fresh = new[-keep:]
         room = keep - len(fresh)
-        old = list(self.samples[-room:]) if room > 0 else []
-        samples = []
-        for seconds, weight, later in [
-            *((sec, w, n) for sec, w in old),
-            *((d, 1.0, len(fresh) - 1 - t) for t, d in enumerate(fresh)),
-        ]:
-            for _ in range(later):
-                weight *= self.decay
-            samples.append((seconds, weight))
+        samples = list(self.samples[-room:]) if room > 0 else []
+        for d in fresh:
+            samples = [(s, w * self.decay) for s, w in samples]
+            samples.append((d, 1.0))
         return StartupEstimate(tuple(samples), self.prior_seconds, self.quantile, self.decay, self.max_samples)
 
     def _quantile(self) -> float:
