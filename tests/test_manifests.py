@@ -203,3 +203,25 @@ def test_rbac_bindings_name_existing_roles_and_the_service_account(objects):
             one(objects, role_kind, binding["roleRef"]["name"])
             assert {"kind": "ServiceAccount", "name": account["metadata"]["name"],
                     "namespace": account["metadata"]["namespace"]} in binding["subjects"]
+
+
+def test_the_recommend_only_role_replaces_the_cluster_role_with_reads_only(objects):
+    # It stands in for rbac.yaml's ClusterRole: in recommend mode the controller writes nothing to
+    # the workloads (tests/controller/test_loop.py: recommend mode sends no request but GETs).
+    (role,) = load_documents(ROOT / "manifests" / "optional" / "rbac-recommend-only.yaml")
+    main = one(objects, "ClusterRole", "scaleahead")
+    assert (role["kind"], role["metadata"]["name"]) == ("ClusterRole", main["metadata"]["name"])
+    reads = [
+        (rule_group, resource, verb)
+        for rule in main["rules"]
+        for rule_group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+        if verb in ("get", "list")
+    ]
+    assert reads and all(grants(role["rules"], *read) for read in reads)  # every read of the full role
+    writes = {verb for rule in role["rules"] for verb in rule["verbs"]} - {"get", "list"}
+    assert writes == {"create"}
+    assert [rule["resources"] for rule in role["rules"] if "create" in rule["verbs"]] == [["events"]]
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], rule
