@@ -96,16 +96,21 @@ class SeasonalDecomposition(HistoryForecaster):
                 seasonals = [np.asarray(result.seasonal)[:, j] for j in range(len(coarse_periods))]
         # Native profiles: the last cycle of each seasonal component, indexed by native phase, where
         # phase 0 is the first native point of block 0 (index `offset` of y).
+        # Each profile is laid onto the season's own length in native steps, not on a whole number
+        # of blocks: a 97-step season fitted as 48 blocks of 2 would otherwise repeat every 96 steps
+        # and slip one step per cycle (the coarse fit stretched by 97/96 instead).
         self.profiles_ = []
+        natives = []
         for coarse_period, seasonal in zip(coarse_periods, seasonals, strict=True):
-            by_phase = np.empty(coarse_period)
-            last = np.arange(blocks - coarse_period, blocks)
-            by_phase[last % coarse_period] = seasonal[last]
-            native = coarse_period * block
-            centres = (np.arange(native) - (block - 1) / 2.0) / block
-            self.profiles_.append(np.interp(centres, np.arange(coarse_period), by_phase, period=coarse_period))
+            native = min(periods, key=lambda p: abs(p / block - coarse_period))
+            # The last cycle's blocks, each at its centre's phase in the native season.
+            last = np.arange(blocks - min(coarse_period, native // block), blocks)
+            phase = (last * block + (block - 1) / 2.0) % native
+            order = np.argsort(phase)
+            self.profiles_.append(np.interp(np.arange(native), phase[order], seasonal[last][order], period=native))
+            natives.append(native)
         self.anchor_ = offset
-        self.periods_ = tuple(p * block for p in coarse_periods)
+        self.periods_ = tuple(natives)
         index = np.arange(y.size)
         rest = y - self._season_at(index)
         self.alpha_ = choose_alpha(rest[-min(rest.size, 4 * max(self.periods_)) :])
