@@ -244,20 +244,11 @@ def plan(
     # The scale-in tolerance, as the HPA's: a wanted change within it is no change.
     if banded < current and current - banded < params.scale_in_tolerance * current:
         banded, band_reason = current, Reason.ScaleInWithinTolerance
-    limited, limit_reason = stabilize.bound_with_behavior(
-        current_replicas=current,
-        desired_replicas=banded,
-        min_replicas=0,
-        max_replicas=UNBOUNDED_REPLICAS,
-        behavior=params.behavior,
-        scale_up_events=state.scale_up_events,
-        scale_down_events=state.scale_down_events,
-        now=now,
-    )
+    limited, limit_reason = _rate_limit(current, banded, params, now, state.scale_up_events, state.scale_down_events)
     if (
         limited < current
         and current - limited < params.scale_in_tolerance * current
-        and current - _fresh_period_limit(current, banded, params, now) >= params.scale_in_tolerance * current
+        and current - _rate_limit(current, banded, params, now, (), ())[0] >= params.scale_in_tolerance * current
     ):
         # This period's rate budget is nearly spent: wait for a whole step rather than take a
         # sliver now. Unless the policies never allow more than the tolerance (Pods 1 per
@@ -349,19 +340,20 @@ def _ceil(x: float) -> int:
     return math.ceil(x - 1e-9)
 
 
-def _fresh_period_limit(current: int, desired: int, params: PlannerParams, now: float) -> int:
-    """What the rate policies would allow from an unspent period (no scale events)."""
-    limited, _ = stabilize.bound_with_behavior(
+def _rate_limit(
+    current: int, desired: int, params: PlannerParams, now: float, ups: tuple, downs: tuple
+) -> tuple[int, Reason]:
+    """The behaviour's rate policies on ``desired`` given the scale events (``()``: an unspent period)."""
+    return stabilize.bound_with_behavior(
         current_replicas=current,
         desired_replicas=desired,
         min_replicas=0,
         max_replicas=UNBOUNDED_REPLICAS,
         behavior=params.behavior,
-        scale_up_events=(),
-        scale_down_events=(),
+        scale_up_events=ups,
+        scale_down_events=downs,
         now=now,
     )
-    return limited
 
 
 def _pods(load: float, per_pod: float) -> int:
