@@ -532,58 +532,50 @@ class ReplicaSettings(_Settings):
         )
 
 
-def _make_replica_overrides() -> type[_Settings]:
-    """Build ``ReplicaOverrides`` from ``ReplicaSettings``: the same fields, all optional.
+def _make_overrides(
+    settings: type[BaseModel], name: str, doc: str, descriptions: Mapping[str, str], *, nullable: bool
+) -> type[_Settings]:
+    """Build an override model from ``settings``: the same fields, all optional, default ``None``.
 
     Generated rather than written out so that the two can never drift apart; the constraints
     (``ge``, ``le``, ...) are carried over, the defaults are not (an unset override inherits).
+    With ``nullable`` a field also takes null (which inherits, as omitting it does).
     """
     fields: dict[str, Any] = {}
-    for name, field in ReplicaSettings.model_fields.items():
+    for key, field in settings.model_fields.items():
         inner = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
-        description = f"Overrides replicas.{name} for this workload; omitted or null inherits it."
-        if name == "behavior":
-            description = (
-                "Replaces replicas.behavior for this workload as a whole: directions and fields it leaves"
-                " out take the Kubernetes defaults, not those of replicas.behavior; omitted or null inherits it."
-            )
-        fields[name] = (inner | None, Field(None, description=description))
-    return create_model(
-        "ReplicaOverrides",
-        __base__=_Settings,
-        __doc__="A partial ``ReplicaSettings``: the fields a workload sets replace the global ones.",
-        __module__=__name__,
-        **fields,
-    )
+        fields[key] = (inner | None if nullable else inner, Field(None, description=descriptions[key]))
+    return create_model(name, __base__=_Settings, __doc__=doc, __module__=__name__, **fields)
 
 
-ReplicaOverrides = _make_replica_overrides()
+ReplicaOverrides = _make_overrides(
+    ReplicaSettings,
+    "ReplicaOverrides",
+    "A partial ``ReplicaSettings``: the fields a workload sets replace the global ones.",
+    {
+        **{key: f"Overrides replicas.{key} for this workload; omitted or null inherits it." for key in ReplicaSettings.model_fields},
+        "behavior": (
+            "Replaces replicas.behavior for this workload as a whole: directions and fields it leaves"
+            " out take the Kubernetes defaults, not those of replicas.behavior; omitted or null inherits it."
+        ),
+    },
+    nullable=True,
+)
 
-
-def _make_forecast_overrides() -> type[_Settings]:
-    """Build ``ForecastOverrides`` from ``ForecastSettings``: the same fields and types, all optional.
-
-    Unlike ``ReplicaOverrides`` an override here is what the workload *writes*: an omitted key
-    inherits, a key written replaces, so ``lean_quantile: null`` turns the lean rung off for one
-    workload as it does globally (no other forecast setting takes null, and there null is an error).
-    """
-    fields: dict[str, Any] = {}
-    for name, field in ForecastSettings.model_fields.items():
-        inner = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
-        description = f"Overrides forecast.{name} for this workload; omitted inherits it."
-        if name == "lean_quantile":
-            description += " null turns the lean rung off for this workload."
-        fields[name] = (inner, Field(None, description=description))
-    return create_model(
-        "ForecastOverrides",
-        __base__=_Settings,
-        __doc__="A partial ``ForecastSettings``: the keys a workload writes replace the global ones.",
-        __module__=__name__,
-        **fields,
-    )
-
-
-ForecastOverrides = _make_forecast_overrides()
+# Unlike ``ReplicaOverrides`` a forecast override is what the workload *writes*: an omitted key
+# inherits, a key written replaces, so ``lean_quantile: null`` turns the lean rung off for one
+# workload as it does globally (no other forecast setting takes null, and there null is an error).
+ForecastOverrides = _make_overrides(
+    ForecastSettings,
+    "ForecastOverrides",
+    "A partial ``ForecastSettings``: the keys a workload writes replace the global ones.",
+    {
+        **{key: f"Overrides forecast.{key} for this workload; omitted inherits it." for key in ForecastSettings.model_fields},
+        "lean_quantile": "Overrides forecast.lean_quantile for this workload; omitted inherits it."
+        " null turns the lean rung off for this workload.",
+    },
+    nullable=False,
+)
 
 
 class WorkloadSettings(_Settings):
