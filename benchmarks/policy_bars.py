@@ -16,6 +16,10 @@ in scientific notation, so that a "no" is never next to two equal-looking zeros.
 Usage: python benchmarks/policy_bars.py [--traces-dir ../shared/traces] [--settings fixed:30,fixed:120,fixed:300,lognormal:120]
                                         [--save FILE.jsonl] [--load FILE.jsonl]
 
+A setting is DISTRIBUTION:STARTUP, or DISTRIBUTION:STARTUP:previous to lay the trace rows onto
+the grid with ``simulate --interpolation previous`` (each row held until the next) instead of the
+contract's linear interpolation: a sensitivity check of the contract, not the issue's bar.
+
 ``--save`` writes every result line (with its setting) as JSON lines; ``--load`` prints the
 tables from such a file instead of simulating.
 """
@@ -32,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(traces: list[Path], distribution: str, startup: float, jobs: int) -> list[dict]:
+def run(traces: list[Path], distribution: str, startup: float, jobs: int, interpolation: str = "linear") -> list[dict]:
     """One simulate process per trace (up to ``jobs`` at once), results in trace order."""
     rows: list[dict] = []
     pending = list(traces)
@@ -42,7 +46,7 @@ def run(traces: list[Path], distribution: str, startup: float, jobs: int) -> lis
         while pending and len(running) < jobs:
             t = pending.pop(0)
             cmd = [sys.executable, "-m", "controller", "simulate", "--trace", str(t), "--policy", "hpa,scaleahead,oracle",
-                   "--startup-seconds", f"{startup:g}", "--startup-distribution", distribution, "--json", "--no-progress"]
+                   "--startup-seconds", f"{startup:g}", "--startup-distribution", distribution, "--interpolation", interpolation, "--json", "--no-progress"]
             running.append((t, subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
         time.sleep(0.2)
         for t, p in list(running):
@@ -111,15 +115,22 @@ def main() -> int:
                 row = json.loads(line)
                 saved.setdefault(row.pop("setting"), []).append(row)
     for setting in args.settings.split(","):
-        distribution, startup = setting.split(":")
-        print(f"\n### startup {startup} s, {distribution}: scaleahead simulate --trace <each trace> "
-              f"--policy hpa,scaleahead,oracle --startup-seconds {startup} --startup-distribution {distribution} --json\n", flush=True)
+        parts = setting.split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "previous"):
+            raise SystemExit(f"--settings: {setting!r} is not DISTRIBUTION:STARTUP or DISTRIBUTION:STARTUP:previous")
+        distribution, startup = parts[:2]
+        interpolation = parts[2] if len(parts) == 3 else "linear"
+        held = ", rows held" if interpolation == "previous" else ""
+        flag = " --interpolation previous" if interpolation == "previous" else ""
+        print(f"\n### startup {startup} s, {distribution}{held}: scaleahead simulate --trace <each trace> "
+              f"--policy hpa,scaleahead,oracle --startup-seconds {startup} --startup-distribution {distribution}{flag} --json\n",
+              flush=True)
         if args.load:
             if setting not in saved:
                 raise SystemExit(f"{args.load}: no results for the setting {setting!r} (it has {', '.join(saved) or 'none'})")
             rows = saved[setting]
         else:
-            rows = run(traces, distribution, float(startup), args.jobs)
+            rows = run(traces, distribution, float(startup), args.jobs, interpolation)
             if args.save:
                 with args.save.open("a") as out:
                     out.writelines(json.dumps({"setting": setting, **row}) + "\n" for row in rows)

@@ -19,7 +19,7 @@ from pathlib import Path
 from controller.errors import UserError
 from controller.sim import engine
 from controller.sim.results import RunResult
-from controller.sim.scenario import Scenario, scenario_from_trace
+from controller.sim.scenario import INTERPOLATIONS, Scenario, scenario_from_trace
 from controller.sim.traces import load_trace
 
 DEFAULT_REPORT = "scaleahead-report.html"
@@ -65,6 +65,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="fixed startup, or each pod's drawn from a log-normal with that median and sigma 0.3")
     p.add_argument("--seed", type=int, default=0, help="seed of the log-normal startup draws (default 0)")
     p.add_argument("--peak-pods", type=float, default=40.0, help="demand at the trace's 99th percentile, in pods (default 40)")
+    p.add_argument("--interpolation", choices=INTERPOLATIONS, default="linear",
+                   help="how trace rows are laid onto the 15-s grid: linear (BENCHMARK.md, default) or previous "
+                   "(each row held until the next: a sensitivity check outside the contract, docs/benchmark.md)")
     p.add_argument("--hpa-target", type=float, default=0.7, help="target utilisation of the hpa baseline (default 0.7)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
 
@@ -88,7 +91,7 @@ def _run(args: argparse.Namespace, trace_files: Sequence[str]) -> int:
     if args.report:
         check_report_path(args.report)  # before simulating, not after minutes of it
     # Read and check every trace before simulating any, so a bad file fails fast.
-    scenarios = [scenario_from_trace(load_trace(f), peak_pods=args.peak_pods) for f in trace_files]
+    scenarios = [scenario_from_trace(load_trace(f), peak_pods=args.peak_pods, interpolation=args.interpolation) for f in trace_files]
     for sc in scenarios:
         engine.check_startup_fits(sc, config)
     results = simulate_all(scenarios, policies, config, show_progress=not args.no_progress and sys.stderr.isatty())

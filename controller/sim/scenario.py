@@ -9,6 +9,11 @@ Choices the contract leaves open (also in ``docs/benchmark.md``):
   starts, demand is taken as equal to its first value.
 * Warm-up: ticks whose time is before ``t0 + 25% of the span`` are not scored.
 * Startup in ticks is ``ceil(startup_seconds / 15)``: a pod cannot serve before it is ready.
+
+``interpolation="previous"`` (``simulate --interpolation previous``) is outside the contract: each
+row's value is held until the next row, so a coarse trace has no slope between its rows for a
+forecaster to follow. It is a sensitivity check of the contract's linear interpolation
+(docs/benchmark.md), never the default.
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ MAX_TICKS = int(MAX_SPAN_DAYS * 86400 / TICK_SECONDS) + 1
 #: startup), so its cost grows with the pod count; at 10,000 a month-long trace already
 #: takes minutes per policy, and far more would run for hours.
 MAX_PEAK_PODS = 10_000.0
+#: How the trace's rows are laid onto the tick grid: the contract's ``linear``, or ``previous``
+#: (each row held until the next; a sensitivity check, see the module's docstring).
+INTERPOLATIONS = ("linear", "previous")
 
 
 @dataclass(frozen=True)
@@ -85,8 +93,11 @@ def startup_ticks(startup_seconds: float) -> int:
     return max(0, math.ceil(startup_seconds / TICK_SECONDS - 1e-9))
 
 
-def scenario_from_trace(trace: Trace, *, peak_pods: float = 40.0) -> Scenario:
+def scenario_from_trace(trace: Trace, *, peak_pods: float = 40.0, interpolation: str = "linear") -> Scenario:
     """Turn a trace into demand in pod units: ``value * peak_pods / quantile(value, 0.99)``.
+
+    ``interpolation`` lays the rows onto the tick grid: ``linear`` (the contract) or ``previous``
+    (each row's value held until the next row's timestamp).
 
     Raises:
         UserError: ``peak_pods`` not a positive number up to ``MAX_PEAK_PODS``, the
@@ -94,13 +105,19 @@ def scenario_from_trace(trace: Trace, *, peak_pods: float = 40.0) -> Scenario:
             less than two ticks or more than ``MAX_SPAN_DAYS``.
     """
     check_peak_pods(peak_pods)
+    if interpolation not in INTERPOLATIONS:
+        raise UserError(f"--interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
     q99 = float(np.quantile(trace.values, 0.99))
     if q99 <= 0:
         raise UserError(f"{trace.path or trace.name}: the 99th percentile of the values is {q99:g}; there is no load to scale")
     t0 = float(trace.timestamps[0])
     n = check_ticks(trace)
     times = t0 + TICK_SECONDS * np.arange(n, dtype=float)
-    demand = np.interp(times, trace.timestamps, trace.values) * (peak_pods / q99)
+    if interpolation == "linear":
+        values = np.interp(times, trace.timestamps, trace.values)
+    else:
+        values = trace.values[np.searchsorted(trace.timestamps, times, side="right") - 1]
+    demand = values * (peak_pods / q99)
     return Scenario(name=trace.name, times=times, demand=demand, peak_pods=peak_pods)
 
 

@@ -69,6 +69,13 @@ def test_options_reach_the_simulation(capsys):
     main([*args, "--hpa-target", "0.5"])
     (half,) = json_lines(capsys.readouterr().out)
     assert half["pod_hours"] > fixed["pod_hours"]  # more headroom costs more
+    main([*args, "--interpolation", "previous"])
+    (held,) = json_lines(capsys.readouterr().out)
+    # the rows held until the next one: the same demand as the scenario built that way, not the linear one
+    scenario = scenario_from_trace(load_trace(SMALL), interpolation="previous")
+    (expected,) = simulate_all([scenario], ["hpa"], engine.SimConfig())
+    assert held["oracle_pod_hours"] == expected.score.oracle_pod_hours != fixed["oracle_pod_hours"]
+    assert held["unserved_pct"] == expected.score.unserved_pct
 
 
 def test_without_json_a_table_is_printed(capsys):

@@ -80,6 +80,25 @@ def test_demand_is_scaled_so_the_99th_percentile_is_peak_pods_and_interpolated_o
     assert np.quantile(np.interp(trace.timestamps, sc.times, sc.demand), 0.99) == pytest.approx(40.0)
 
 
+def test_previous_interpolation_holds_each_row_until_the_next_and_scales_like_linear():
+    # settings: rows at 0, 60, 180 s (one missing at 120 s) with values 0, 10, 30
+    trace = Trace("t", timestamps=np.array([0.0, 60.0, 180.0]), values=np.array([0.0, 10.0, 30.0]))
+    held = scenario_from_trace(trace, peak_pods=1.0, interpolation="previous")
+    linear = scenario_from_trace(trace, peak_pods=1.0)
+    scale = 1.0 / np.quantile([0.0, 10.0, 30.0], 0.99)
+    # expected: the same grid; 0 up to 45 s, 10 from 60 s through 165 s, 30 at 180 s
+    np.testing.assert_array_equal(held.times, linear.times)
+    np.testing.assert_allclose(held.demand, scale * np.array([0.0] * 4 + [10.0] * 8 + [30.0]))
+    # between rows the linear demand moves towards the next row; the held one does not
+    assert linear.demand[2] == pytest.approx(5.0 * scale) and held.demand[2] == 0.0
+
+
+def test_an_unknown_interpolation_is_a_user_error_naming_the_choices():
+    trace = Trace("t", timestamps=np.array([0.0, 60.0]), values=np.array([1.0, 2.0]))
+    with pytest.raises(UserError, match="--interpolation must be one of linear, previous, got 'cubic'"):
+        scenario_from_trace(trace, interpolation="cubic")
+
+
 def test_nan_rows_are_dropped_before_interpolation():
     trace = Trace("t", timestamps=np.array([0.0, 60.0, 180.0]), values=np.array([0.0, 10.0, 30.0]))
     sc = scenario_from_trace(trace, peak_pods=1.0)
