@@ -15,7 +15,12 @@ pinball loss. It is split conformal prediction with two adaptive twists:
   distribution drifts.
 
 The ``"empirical"`` mode does neither: quantiles of the raw errors over a rolling window, refreshed
-periodically. The naive baseline uses it, as the issue defines naive's intervals.
+periodically. The naive baseline uses it, as the issue defines naive's intervals. An outcome the
+model predicted exactly at every horizon (the load did not move) is left out of that window: a flat
+stretch (an idle day at a constant load) would otherwise fill it with zeros, and after the load moved
+again the table would keep a zero width for hours (the 85% quantile stays 0 until 15% of a day's
+errors are above it). While the load has not moved for ``refresh_every`` outcomes the intervals have
+no width; at the first outcome that moves, the table of the errors last seen while it moved is back.
 """
 
 from __future__ import annotations
@@ -80,7 +85,8 @@ class Calibrator:
         self.refresh_every = max(int(refresh_every), 1)
         self.default_sd = float(default_sd)
         hc = self.horizon_steps
-        self.table_ = self._default_table(np.full(hc, np.nan))
+        self._set_empirical(self._default_table(np.full(hc, np.nan)))
+        self.still_run_ = 0  # empirical mode: outcomes in a row predicted exactly (``_still``)
         self.step_ = np.zeros((hc, 1))
         self.errors_ = np.full((self.window, hc), np.nan)
         self.errors_pos_ = 0
@@ -139,11 +145,20 @@ class Calibrator:
         self.uses_bases_ = bases is not None
         if bases is None:
             z = errors / scales[:, None]
+            if self.mode == "empirical":
+                # Leave the still outcomes out, and count those since the last move (the origins
+                # at the end, whose targets are not observed yet, are neither).
+                still = _still_rows(z)
+                moved = np.flatnonzero(~still & np.isfinite(z).any(axis=1))
+                last_move = int(moved[-1]) if moved.size else -1
+                self.still_run_ = int(still[last_move + 1 :].sum())
+                if still.any():
+                    z = z[~still]
             keep = z[-self.window :]
             self.errors_[:] = np.nan
             self.errors_[: keep.shape[0]] = keep
             self.errors_pos_ = keep.shape[0] % self.window
-            self.table_ = self._empirical_table(keep)
+            self._set_empirical(self._empirical_table(keep))
             spread = self.table_[:, -1] - self.table_[:, 0]
             base = paths[:, :, None]
         else:
@@ -236,7 +251,7 @@ class Calibrator:
                 empirical = self.mode == "empirical"
                 if empirical or math.isfinite(np.add.reduce(z)):
                     if empirical:
-                        self._learn(z[:, None])
+                        self._learn(z[:, None], finite=True)
                     else:  # ``_learn`` with every error finite
                         self.table_ = self.table_ + self.step_ * (_GRID - (z[:, None] <= self.table_))
                     self._unscored.append((value, preds, scales, self.table_[:, _SCORED]))
@@ -334,26 +349,34 @@ class Calibrator:
         )
         self.scores_known_ = bool(warm and np.isfinite(self._score).all() and np.isfinite(self._abs_error).all())
 
-    def _learn(self, z: np.ndarray) -> None:
-        """Fold one row of normalised errors (``(hc, 1)`` or ``(hc, len(GRID))``, NaN when not scorable)."""
+    def _learn(self, z: np.ndarray, *, finite: bool = False) -> None:
+        """Fold one row of normalised errors (``(hc, 1)`` or ``(hc, len(GRID))``, NaN when not scorable;
+        ``finite``: the caller knows that every error is a number)."""
         if self.mode == "adaptive" or self.uses_bases_:
             ok = np.isfinite(z[:, 0])
             below = (z <= self.table_).astype(float)
             move = self.step_ * (_GRID[None, :] - below)
             self.table_ = np.where(ok[:, None], self.table_ + move, self.table_)
             return
-        self.errors_[self.errors_pos_] = z[:, 0]
+        row = z[:, 0]
+        if not row.any() or (not finite and _still_rows(row[None, :])[0]):
+            self.still_run_ += 1  # the load did not move: nothing learnt about the errors
+            return
+        self.still_run_ = 0
+        self.errors_[self.errors_pos_] = row
         self.errors_pos_ = (self.errors_pos_ + 1) % self.window
         self.since_refresh_ += 1
-        if self.since_refresh_ >= self.refresh_every:
+        if self.since_refresh_ >= self.refresh_every or self.flat_:
             self.since_refresh_ = 0
-            self.table_ = self._empirical_table(self.errors_)
+            self._set_empirical(self._empirical_table(self.errors_))
 
     # ------------------------------------------------------------------ read-out
 
     def table(self, horizon_steps: int) -> np.ndarray:
         """Normalised error quantiles on ``GRID`` for horizons ``1..horizon_steps``, shape ``(h, len(GRID))``."""
         hc = self.horizon_steps
+        if self.still_run_ >= self.refresh_every:  # empirical mode: the load has not moved for a while
+            return np.zeros((horizon_steps, _GRID.size))
         if horizon_steps <= hc:
             return self.table_[:horizon_steps]
         extra = np.arange(hc + 1, horizon_steps + 1)
@@ -380,6 +403,12 @@ class Calibrator:
 
     # ------------------------------------------------------------------ helpers
 
+    def _set_empirical(self, table: np.ndarray) -> None:
+        """Use an empirical table. One with no width at any horizon (a default from a flat history, or
+        too few errors) is rebuilt at the next outcome learnt rather than ``refresh_every`` later."""
+        self.table_ = table
+        self.flat_ = not (table[:, -1] > table[:, 0]).any()
+
     def _empirical_table(self, z: np.ndarray) -> np.ndarray:
         counts = np.isfinite(z).sum(axis=0)
         enough = counts >= 10
@@ -397,6 +426,13 @@ class Calibrator:
         first = first[np.isfinite(first)]
         sd = float(np.std(first)) if first.size >= 3 else self.default_sd
         return sd * np.sqrt(np.arange(1, hc + 1))[:, None] * _NORMAL[None, :]
+
+
+def _still_rows(z: np.ndarray) -> np.ndarray:
+    """Per row of ``z`` (one outcome, horizons across): predicted exactly at every horizon that scored
+    it, and scored at one at least. On a load that moves an exact zero at every horizon does not happen."""
+    finite = np.isfinite(z)
+    return finite.any(axis=1) & ~np.where(finite, z, 0.0).any(axis=1)
 
 
 def _column_quantiles(z: np.ndarray, counts: np.ndarray) -> np.ndarray:

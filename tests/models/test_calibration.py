@@ -136,3 +136,54 @@ def test_a_ratio_of_nothing_scored_is_nan_not_infinite():
 
     assert math.isnan(evaluate._ratio(math.nan, math.nan)) and math.isnan(evaluate._ratio(1.0, math.nan))
     assert evaluate._ratio(0.0, 0.0) == 1.0 and evaluate._ratio(1.0, 0.0) == math.inf and evaluate._ratio(1.0, 2.0) == 0.5
+
+
+def _interval_width(model, level: float = 0.975) -> float:
+    f = model.predict(1, (1 - level, 0.5, level))
+    return float(f.quantiles[level][0] - f.quantiles[1 - level][0])
+
+
+@pytest.mark.parametrize("flat_points", [300, 1600])
+def test_empirical_intervals_are_back_at_the_first_move_after_a_flat_stretch(flat_points):
+    # A busy load, then a flat stretch (an idle night: 300 points, or more than the day the
+    # replay calibrates on: 1600), then traffic returns. The outcomes of the flat stretch say
+    # nothing about the errors once the load moves: the table must not be made of their zeros.
+    import models
+
+    rng = np.random.default_rng(0)
+    busy = 50 + 20 * np.sin(2 * np.pi * np.arange(3000) / 1440) + rng.normal(0, 3, 3000)
+    history = np.concatenate([busy, np.full(flat_points, 2.0)])
+    model = models.create("naive", max_horizon_steps=8).fit(history, step_seconds=60.0)
+    for _ in range(120):  # still flat: an hour and more without a move has no width
+        model.update(2.0)
+    assert _interval_width(model) == 0.0
+    inside, widths = [], []
+    for value in 50 + rng.normal(0, 3, 60):  # the busy load's level and noise again
+        f = model.predict(1)
+        inside.append(f.quantiles[0.025][0] <= value <= f.quantiles[0.975][0])
+        model.update(value)
+        widths.append(_interval_width(model))
+    assert min(widths) > 5.0  # from the first move on (the old window of zeros kept 0 for hours)
+    assert np.mean(inside) >= 0.8
+
+
+def test_a_replay_ending_flat_leaves_its_still_outcomes_out_and_counts_them():
+    hc = 4
+    cal = calibration.Calibrator(horizon_steps=hc, mode="empirical", window=100, refresh_every=5)
+    rng = np.random.default_rng(1)
+    moving = rng.normal(0, 1, 40)
+    targets = np.concatenate([moving, np.zeros(12)])
+    # naive paths: each origin repeats the last value (the first origin predicts 0)
+    last = np.concatenate([[0.0], targets])
+    paths = np.repeat(last[:, None], hc, axis=1)
+    cal.initialise(targets, paths, np.ones(targets.size + 1))
+    stored = np.isfinite(cal.errors_).any(axis=1).sum()
+    # origins 41..51 predicted the flat end exactly at every horizon scored; origin 40 (after the
+    # last moving value) did not; origin 52's targets are not observed yet
+    assert cal.still_run_ == 11
+    assert stored == 41
+    assert not cal.table(hc).any()  # still for longer than refresh_every: no width
+    cal.observe(3.0, np.full(hc, 3.0), 1.0)  # the load moves
+    assert cal.still_run_ == 0 and (cal.table(hc)[:, -1] > cal.table(hc)[:, 0]).all()
+    cal.observe(3.0, np.full(hc, 3.0), 1.0)  # predicted wrongly by the older origins: not still
+    assert cal.still_run_ == 0
