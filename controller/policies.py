@@ -94,7 +94,7 @@ def reference_params(settings: ControllerSettings, workload: WorkloadSettings) -
     overrides it); ``None`` when there is no other rung."""
     forecast = settings.effective_forecast(workload)
     higher, lower, lean = forecast.raise_quantile_to, forecast.lower_quantile_to, forecast.lean_quantile
-    if not higher and not lower and lean is None:
+    if not higher and not lower and lean is None and not forecast.fallback_to_hpa:
         return None
     replicas = settings.effective_replicas(workload)
     reference_hpa = hpa.HpaParams(
@@ -107,6 +107,7 @@ def reference_params(settings: ControllerSettings, workload: WorkloadSettings) -
         quantiles=(forecast.quantile, *higher, *lower, *([] if lean is None else [lean])),
         days=forecast.reference_days,
         lean=lean is not None,
+        hpa_rung=forecast.fallback_to_hpa,
     )
 
 
@@ -341,6 +342,7 @@ class PredictivePolicy:
         self._rung_params = rung_params(params, rungs, lean=reference is not None and reference.lean)
         self._reference = reference
         self.rung = 0
+        self._real_hpa: ControllerState | None = None  # the HPA's syncs on the real pods, on the HPA rung
         self._hpa: baseline.ShadowHpa | None = None
         self._shadows: dict[int, tuple[baseline.ShadowPods, ControllerState]] = {}
         self._today: tuple[baseline.Tally, list[baseline.Tally], float] | None = None
@@ -391,21 +393,47 @@ class PredictivePolicy:
         )
         # The rungs differ in their quantiles only, not in the gate: their interval checks are the real ones (a
         # counterfactual starts from the real state and then sees the same forecasts and load).
-        gate = planner.score_gate(obs, self._forecast, self._rung_params[self.rung], self.state, now, timing=timing)
+        gate = planner.score_gate(obs, self._forecast, self._rung_params[0 if self.hpa_mode else self.rung], self.state, now, timing=timing)
         if self._reference is not None:
             self._run_counterfactuals(obs, timing, gate)  # at a period's end it may choose another rung
-        params = self._rung_params[self.rung]
-        result = planner.plan(obs, self._forecast, params, self.state, now, timing=timing, target=target.name, gate=gate)
-        self.state = result.state
-        decision = result.decisions[0]
+        if self.hpa_mode:
+            decision = self._scale_as_hpa(obs, gate, target)
+        else:
+            self._real_hpa = None
+            params = self._rung_params[self.rung]
+            result = planner.plan(obs, self._forecast, params, self.state, now, timing=timing, target=target.name, gate=gate)
+            self.state = result.state
+            decision = result.decisions[0]
         if self.record_forecast:
-            self._band.append((*self._band_at(now + timing.lead_seconds), timing.lead_seconds, params.quantile))
+            self._band.append((*self._band_at(now + timing.lead_seconds), timing.lead_seconds, self.quantile))
         return await act(ports, target, decision)
+
+    def _scale_as_hpa(self, obs: Observation, gate: planner.Gate, target: WorkloadRef) -> Decision:
+        """The HPA rung (``forecast.fallback_to_hpa``): the reference HPA's sync on the real pods.
+
+        It starts as a new HPA object would (its first syncs never scale in below the current
+        count). The planner's interval checks go on, so the confidence gate knows the forecast
+        when a quantile is taken again.
+        """
+        assert self._reference is not None
+        self.state = dataclasses.replace(self.state, pending_checks=gate.pending, interval_hits=gate.hits)
+        result = hpa.plan(obs, self._reference.hpa, self._real_hpa or ControllerState(), obs.at, target=target.name)
+        self._real_hpa = result.state
+        decision = result.decisions[0]
+        days = self._reference.days
+        why = f"hpa rung: no quantile was no worse than the HPA on both over the last {days} day{'s' if days > 1 else ''}"
+        return dataclasses.replace(decision, message=f"{why}; {decision.message}")
+
+    @property
+    def hpa_mode(self) -> bool:
+        """Whether the real pods are scaled as the reference HPA scales them (the HPA rung)."""
+        return self.rung == len(self._rung_params)
 
     @property
     def quantile(self) -> float:
-        """The provisioning quantile in use (the configured one, or another rung of the ladder chosen against the HPA)."""
-        return self._rung_params[self.rung].quantile
+        """The provisioning quantile in use (the configured one, or another rung of the ladder chosen against the
+        HPA); NaN on the HPA rung (``hpa_mode``)."""
+        return math.nan if self.hpa_mode else self._rung_params[self.rung].quantile
 
     @property
     def startup_since(self) -> float:
@@ -435,7 +463,7 @@ class PredictivePolicy:
         """
         if self._reference is None:
             return "this policy has no ladder of quantiles"
-        problem = memory.fits(self._reference.quantiles, lean=self._reference.lean)
+        problem = memory.fits(self._reference.quantiles, lean=self._reference.lean, hpa_rung=self._reference.hpa_rung)
         if problem is not None:
             return problem
         self._days = list(memory.days)[-self._reference.days :]
@@ -464,12 +492,12 @@ class PredictivePolicy:
 
         if self.acting:
             self._shadows.pop(self.rung, None)  # the real pods follow it (again)
-        elif self.rung not in self._shadows:  # they stopped following it: go on from where they are
+        elif not self.hpa_mode and self.rung not in self._shadows:  # they stopped following it: go on from where they are
             self._shadows[self.rung] = (baseline.ShadowPods.observed(obs, ready_at=now + startup), self.state)
         hpa_pods = self._hpa.pods.advance(now)  # what the HPA's pods serve this tick, before it decides
         if scored:
             hpa_tally = hpa_tally.add(ready=hpa_pods.ready, replicas=hpa_pods.replicas, load=load, capacity_per_pod=cap, seconds=self._tick)
-            if self.acting:
+            if self.acting and not self.hpa_mode:  # on the HPA rung the reference HPA's tally is theirs
                 tallies[self.rung] = tallies[self.rung].add(
                     ready=obs.ready, replicas=obs.ready + obs.starting, load=load, capacity_per_pod=cap, seconds=self._tick
                 )
@@ -488,12 +516,14 @@ class PredictivePolicy:
             self._today = (baseline.Tally(), [baseline.Tally()] * len(self._rung_params), 0.0)
             while self._period_end <= now:  # after a gap longer than a period: the next boundary ahead
                 self._period_end += ref.period_seconds
-            rung = baseline.choose_rung(self._days, ref.quantiles)
+            rung = baseline.choose_rung(self._days, ref.quantiles, hpa_rung=ref.hpa_rung)
             if rung != self.rung and self.acting:
                 # The real pods continue at the new rung; the old rung goes on as a counterfactual
                 # from where the real ones are (starting pods counted as ready a startup from now).
-                self._shadows.pop(rung)
-                self._shadows[self.rung] = (baseline.ShadowPods.observed(obs, ready_at=now + startup), self.state)
+                # The HPA rung has no counterfactual of its own: the reference HPA is one.
+                self._shadows.pop(rung, None)
+                if not self.hpa_mode:
+                    self._shadows[self.rung] = (baseline.ShadowPods.observed(obs, ready_at=now + startup), self.state)
             self.rung = rung
             self.quantile_history.append((now, self.quantile))
 

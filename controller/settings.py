@@ -292,6 +292,16 @@ class ForecastSettings(_Settings):
         le=14,
         description="Days the choice among `raise_quantile_to`, `lower_quantile_to` and `lean_quantile` looks back on.",
     )
+    fallback_to_hpa: bool = Field(
+        True,
+        description=(
+            "When neither `quantile` nor any rung of `raise_quantile_to`, `lower_quantile_to` and `lean_quantile`"
+            " was no worse than the HPA's calculation on both pod-hours and uncovered load over the last"
+            " `reference_days` days, scale the next day as that HPA does (target 0.7, tolerance 0.1, 300 s"
+            " scale-down window, the workload's min and max), still scoring every rung beside it, and go back to"
+            " the forecast at the first day's end where a rung was no worse. false keeps `quantile` then."
+        ),
+    )
 
     @field_validator("model")
     @classmethod

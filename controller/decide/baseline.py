@@ -129,6 +129,8 @@ class ReferenceMemory:
         days: the last completed days (``choose_rung``'s input), oldest first.
         period_end: when the current period ends (the next choice), in the loop's seconds.
         lean: whether the ladder's last rung was the lean one (``ReferenceParams.lean``).
+
+    ``rung == len(quantiles)`` is the HPA rung (``ReferenceParams.hpa_rung``).
     """
 
     quantiles: tuple[float, ...]
@@ -137,22 +139,24 @@ class ReferenceMemory:
     period_end: float
     lean: bool = False
 
-    def fits(self, quantiles: Sequence[float], *, lean: bool = False) -> str | None:
-        """Why this memory cannot continue on the ladder ``quantiles`` (``lean`` as in ``ReferenceParams``),
-        or ``None`` when it can."""
+    def fits(self, quantiles: Sequence[float], *, lean: bool = False, hpa_rung: bool = False) -> str | None:
+        """Why this memory cannot continue on the ladder ``quantiles`` (``lean`` and ``hpa_rung`` as in
+        ``ReferenceParams``), or ``None`` when it can."""
         if tuple(self.quantiles) != tuple(quantiles):
             return f"it was learnt on the quantiles {list(self.quantiles)}, the ladder is now {list(quantiles)}"
         if self.lean != lean:
             was, now = ("a lean", "a plain") if self.lean else ("a plain", "a lean")
             return f"it was learnt with {was} lowest rung, the ladder now has {now} one"
-        if not 0 <= self.rung < len(quantiles):
+        if self.rung == len(quantiles) and not hpa_rung:
+            return "it scales as the HPA, and forecast.fallback_to_hpa is now false"
+        if not 0 <= self.rung <= len(quantiles):
             return f"its rung {self.rung} is not on a ladder of {len(quantiles)}"
         if any(len(rungs) != len(quantiles) for _, rungs, _ in self.days):
             return "a day's tallies do not match the ladder"
         return None
 
 
-def choose_rung(days: Sequence[Day], quantiles: Sequence[float], *, slack: float = 1e-5) -> int:
+def choose_rung(days: Sequence[Day], quantiles: Sequence[float], *, slack: float = 1e-5, hpa_rung: bool = False) -> int:
     """The rung to provision at next: the configured one while it was no worse than the HPA.
 
     Over the given days, a rung is *no worse* when it held no more pod-seconds than the HPA and
@@ -160,7 +164,9 @@ def choose_rung(days: Sequence[Day], quantiles: Sequence[float], *, slack: float
     is kept while it is no worse. When it left more uncovered, the lowest higher quantile that
     was no worse is taken (sudden jumps only the HPA's headroom covered); when it served as
     well but held more pods, the highest lower one that was no worse (a forecast so uncertain
-    that its quantile costs more than the HPA's headroom). Otherwise rung 0.
+    that its quantile costs more than the HPA's headroom). Otherwise rung 0, or with ``hpa_rung``
+    the HPA itself (``len(quantiles)``): a workload on which no quantile did as well as the HPA
+    on both is scaled as the HPA would scale it until one does again.
 
     Args:
         days: per past day, ``(hpa, rungs, load)``: the HPA's tally, each rung's tally (in the
@@ -168,9 +174,11 @@ def choose_rung(days: Sequence[Day], quantiles: Sequence[float], *, slack: float
         quantiles: the quantile of each rung, the configured one first.
         slack: uncovered load up to this share of the observed load counts as no worse (a
             15-s shortfall at the end of a ramp is noise, not a difference of policy).
+        hpa_rung: when no rung qualifies, choose the HPA (``len(quantiles)``) rather than rung 0.
 
     Returns:
-        The rung's index; 0 when no rung qualifies or there are no days.
+        The rung's index; 0 when there are no days; when no rung qualifies, 0 or with
+        ``hpa_rung`` ``len(quantiles)``.
     """
     if not days:
         return 0
@@ -182,13 +190,14 @@ def choose_rung(days: Sequence[Day], quantiles: Sequence[float], *, slack: float
     serves = [t.uncovered <= hpa_total.uncovered + slack * load for t in totals]
     if cheap[0] and serves[0]:
         return 0
+    none = len(quantiles) if hpa_rung else 0
     base = quantiles[0]
     fine = [i for i in range(1, n) if cheap[i] and serves[i]]
     if not serves[0]:
         higher = [i for i in fine if quantiles[i] > base]
-        return min(higher, key=lambda i: quantiles[i], default=0)
+        return min(higher, key=lambda i: quantiles[i], default=none)
     lower = [i for i in fine if quantiles[i] < base]
-    return max(lower, key=lambda i: quantiles[i], default=0)
+    return max(lower, key=lambda i: quantiles[i], default=none)
 
 
 def finite(load: float | None) -> bool:
@@ -208,6 +217,8 @@ class ReferenceParams:
         period_seconds: length of one "day" (the rung is chosen once per period).
         lean: the last rung is the lean one (``forecast.lean_quantile``; ``policies.rung_params``):
             below every other quantile, it provisions without the planner's margins.
+        hpa_rung: when no quantile was no worse than the HPA, scale as the HPA (rung
+            ``len(quantiles)``; ``forecast.fallback_to_hpa``).
     """
 
     quantiles: tuple[float, ...]
@@ -215,6 +226,7 @@ class ReferenceParams:
     days: int = 3
     period_seconds: float = 86400.0
     lean: bool = False
+    hpa_rung: bool = False
 
     def __post_init__(self) -> None:
         q = self.quantiles

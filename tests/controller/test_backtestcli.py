@@ -272,7 +272,7 @@ def test_format_time_round_trips_and_the_range_counts_points():
 
 
 WORKLOADS = """\
-forecast: {{raise_quantile_to: [], lower_quantile_to: [], lean_quantile: null}}
+forecast: {{raise_quantile_to: [], lower_quantile_to: [], lean_quantile: null, fallback_to_hpa: false}}
 metrics: {{prometheus_url: "{url}"}}
 workloads:
   - namespace: shop

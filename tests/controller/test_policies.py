@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -95,8 +96,8 @@ def test_the_simulator_and_the_live_loop_build_the_same_policy_from_one_set_of_s
     assert sim_model.max_horizon_steps == live_model.max_horizon_steps == 33
 
 
-def sudden_jumps(days=4, seed=1) -> np.ndarray:
-    """A flat, slightly noisy load that jumps by 25% for five minutes, twenty times a day at random times.
+def sudden_jumps(days=4, seed=1, factor=1.25) -> np.ndarray:
+    """A flat, slightly noisy load that jumps by 25% (``factor``) for five minutes, twenty times a day at random times.
 
     No forecast sees such a jump coming; the HPA's fixed headroom (1/0.7) covers it.
     """
@@ -104,7 +105,7 @@ def sudden_jumps(days=4, seed=1) -> np.ndarray:
     minutes = days * 1440 + 1
     per_minute = 20 + rng.normal(0, 0.4, minutes)
     for start in rng.choice(minutes - 5, size=20 * days, replace=False):
-        per_minute[start : start + 5] *= 1.25
+        per_minute[start : start + 5] *= factor
     ticks = np.arange(days * 5760 + 1) / 4.0
     return np.interp(ticks, np.arange(minutes), per_minute)
 
@@ -114,7 +115,7 @@ def test_where_the_hpas_headroom_serves_sudden_jumps_better_the_policy_raises_it
 
     sc = make_scenario(sudden_jumps())
     hpa = engine.run(sc, "hpa", engine.SimConfig())
-    off = ControllerSettings(forecast={"raise_quantile_to": [], "lower_quantile_to": [], "lean_quantile": None})
+    off = ControllerSettings(forecast={"raise_quantile_to": [], "lower_quantile_to": [], "lean_quantile": None, "fallback_to_hpa": False})
     fixed, fixed_policy = run_with_policy(sc, engine.SimConfig(settings=off))
     laddered, policy = run_with_policy(sc, engine.SimConfig(settings=ControllerSettings()))
 
@@ -124,6 +125,28 @@ def test_where_the_hpas_headroom_serves_sudden_jumps_better_the_policy_raises_it
     assert chosen[0] > 0.85 and policy.quantile == chosen[-1] > 0.85
     assert laddered.score.unserved_pct < 0.75 * fixed.score.unserved_pct
     assert fixed.score.pod_hours < laddered.score.pod_hours < hpa.score.pod_hours
+
+
+def test_where_no_quantile_serves_jumps_as_well_as_the_hpa_the_policy_scales_as_the_hpa():
+    from controller.settings import ControllerSettings
+
+    # Jumps of 40% (not 25%): even 0.975 leaves more uncovered than the HPA's fixed headroom.
+    sc = make_scenario(sudden_jumps(factor=1.4))
+    hpa = engine.run(sc, "hpa", engine.SimConfig()).score
+    off = ControllerSettings(forecast={"fallback_to_hpa": False})
+    kept, kept_policy = run_with_policy(sc, engine.SimConfig(settings=off))
+    fallen, policy = run_with_policy(sc, engine.SimConfig())
+
+    assert [q for _, q in kept_policy.quantile_history] == [0.85] * 4  # no rung qualified on any day
+    assert kept.score.unserved_pct > 10 * hpa.unserved_pct
+    # from the first day's end on, the HPA rung: every later tick is the HPA's own sync
+    assert all(np.isnan(q) for _, q in policy.quantile_history) and policy.hpa_mode and np.isnan(policy.quantile)
+    switched = int(np.searchsorted(sc.times, policy.quantile_history[0][0]))
+    assert np.isnan(policy.forecast_band["quantile"][switched:]).all()
+    assert fallen.score.unserved_pct <= hpa.unserved_pct and fallen.score.pod_hours <= hpa.pod_hours
+    # the rest of the first day was the forecast's: the counts differ before the switch only
+    hpa_ready = engine.run(sc, "hpa", engine.SimConfig()).ready
+    assert not np.array_equal(fallen.ready[:switched], hpa_ready[:switched])
 
 
 def test_on_a_predictable_cycle_the_configured_quantile_is_kept():
@@ -178,13 +201,16 @@ def test_memory_of_another_ladder_is_not_used():
     assert "0.975" in problem and "0.99" in problem
     assert policy.quantile == 0.85 and policy.reference_memory() is None
     ladder = (0.85, 0.95, 0.99, 0.7, 0.6, 0.5)
-    assert "rung 6" in policy.restore_reference(ReferenceMemory(ladder, 6, (), 86400.0, lean=True))
+    assert "rung 7" in policy.restore_reference(ReferenceMemory(ladder, 7, (), 86400.0, lean=True))
     assert "tallies" in policy.restore_reference(ReferenceMemory(ladder, 1, (day,), 86400.0, lean=True))
     # the same quantiles with a plain lowest rung: learnt on other decisions
     assert "plain lowest rung" in policy.restore_reference(ReferenceMemory(ladder, 1, (), 86400.0))
     assert policy.quantile == 0.85
     assert policy.restore_reference(ReferenceMemory(ladder, 5, (), 86400.0, lean=True)) is None
     assert policy.quantile == 0.5
+    # rung 6, one past the quantiles, is the HPA rung (forecast.fallback_to_hpa, on by default)
+    assert policy.restore_reference(ReferenceMemory(ladder, 6, (), 86400.0, lean=True)) is None
+    assert policy.hpa_mode and math.isnan(policy.quantile)
 
 
 def noisy_flat(days=3, sigma=0.3, seed=2) -> np.ndarray:
@@ -204,7 +230,7 @@ def test_where_the_forecast_quantile_holds_more_pods_than_the_hpa_the_policy_low
     sc = make_scenario(noisy_flat())
     cfg = {"startup_seconds": 300.0}
     hpa = engine.run(sc, "hpa", engine.SimConfig(**cfg)).score
-    off = ControllerSettings(forecast={"raise_quantile_to": [], "lower_quantile_to": [], "lean_quantile": None})
+    off = ControllerSettings(forecast={"raise_quantile_to": [], "lower_quantile_to": [], "lean_quantile": None, "fallback_to_hpa": False})
     fixed, fixed_policy = run_with_policy(sc, engine.SimConfig(**cfg, settings=off))
     lowering = ControllerSettings(forecast={"lower_quantile_to": [0.75, 0.7]})
     lowered, policy = run_with_policy(sc, engine.SimConfig(**cfg, settings=lowering))

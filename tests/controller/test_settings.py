@@ -859,12 +859,14 @@ def test_the_lean_rung_must_be_the_lowest():
     assert [p.path for p in problems_of("forecast:\n  lean_quantile: 1.0\n")] == ["forecast.lean_quantile"]
 
 
-def test_empty_quantile_ladders_turn_the_hpa_reference_off():
+def test_empty_quantile_ladders_without_the_hpa_rung_turn_the_hpa_reference_off():
     from controller import policies
 
     workload = settings.WorkloadSettings(namespace="a", name="b")
     no_ladder = "forecast:\n  raise_quantile_to: []\n  lower_quantile_to: []\n"
-    assert policies.reference_params(load(no_ladder + "  lean_quantile: null\n"), workload) is None
+    assert policies.reference_params(load(no_ladder + "  lean_quantile: null\n  fallback_to_hpa: false\n"), workload) is None
+    only_hpa = policies.reference_params(load(no_ladder + "  lean_quantile: null\n"), workload)
+    assert only_hpa.quantiles == (0.85,) and only_hpa.hpa_rung and not only_hpa.lean
     lean_only = policies.reference_params(load(no_ladder), workload)
     assert lean_only.quantiles == (0.85, 0.5) and lean_only.lean
     assert policies.reference_params(load("forecast:\n  raise_quantile_to: []\n"), workload).quantiles == (0.85, 0.7, 0.6, 0.5)
@@ -872,6 +874,7 @@ def test_empty_quantile_ladders_turn_the_hpa_reference_off():
     assert plain.quantiles == (0.85, 0.975) and not plain.lean
     reference = policies.reference_params(load(""), workload)
     assert reference.quantiles == (0.85, 0.975, 0.7, 0.6, 0.5) and reference.lean and reference.days == 3
+    assert reference.hpa_rung
     assert reference.hpa.target_utilization_ratio == 0.7 and reference.hpa.max_replicas == 100
 
 
@@ -887,7 +890,7 @@ def test_a_workload_keeps_its_own_quantile_ladder():
             forecast: {quantile: 0.95, lower_quantile_to: [], lean_quantile: null, reference_days: 5}
           - namespace: shop
             name: batch
-            forecast: {raise_quantile_to: [], lower_quantile_to: [], lean_quantile: null}
+            forecast: {raise_quantile_to: [], lower_quantile_to: [], lean_quantile: null, fallback_to_hpa: false}
         """
     )
     web, checkout, batch = loaded.workloads
@@ -895,6 +898,6 @@ def test_a_workload_keeps_its_own_quantile_ladder():
     assert policies.reference_params(loaded, web).quantiles == (0.85, 0.975, 0.7, 0.6, 0.5)
     own = policies.reference_params(loaded, checkout)
     assert own.quantiles == (0.95, 0.975) and not own.lean and own.days == 5
-    assert policies.reference_params(loaded, batch) is None  # no ladder: no counterfactual HPA
+    assert policies.reference_params(loaded, batch) is None  # no ladder, no HPA rung: no counterfactual HPA
     assert policies.planner_params(loaded, checkout).quantile == 0.95
     assert policies.planner_params(loaded, web).quantile == 0.85

@@ -81,6 +81,24 @@ def test_when_no_rung_is_no_worse_the_configured_quantile_is_kept():
     assert choose_rung([], UP) == 0
 
 
+def test_with_the_hpa_rung_a_workload_no_quantile_serves_as_well_as_the_hpa_is_scaled_as_the_hpa():
+    worse_service = (tally(100, 10), [tally(80, 30), tally(110, 5), tally(120, 0)], 1e6)
+    worse_cost = (tally(100, 10), [tally(120, 5), tally(130, 0), tally(101, 10)], 1e6)
+    for day in (worse_service, worse_cost):
+        assert choose_rung([day], UP, slack=0.0, hpa_rung=True) == len(UP)
+    # a rung that qualifies, or the configured one, still comes first
+    assert choose_rung([(tally(100, 10), [tally(80, 30), tally(95, 0), tally(90, 8)], 1e6)], UP, hpa_rung=True) == 1
+    assert choose_rung([(tally(100, 10), [tally(90, 10), tally(110, 0), tally(120, 0)], 1e6)], UP, hpa_rung=True) == 0
+    assert choose_rung([], UP, hpa_rung=True) == 0
+
+
+def test_a_memory_on_the_hpa_rung_continues_only_where_the_hpa_rung_is_on():
+    memory = baseline.ReferenceMemory(UP, len(UP), (), 86400.0)
+    assert memory.fits(UP, hpa_rung=True) is None
+    assert "fallback_to_hpa is now false" in memory.fits(UP)
+    assert "not on a ladder" in baseline.ReferenceMemory(UP, len(UP) + 1, (), 86400.0).fits(UP, hpa_rung=True)
+
+
 def test_the_choice_is_on_the_totals_of_the_days_not_on_each_day():
     bad_day = (tally(100, 10), [tally(95, 20), tally(99, 12)], 1e6)
     good_day = (tally(100, 10), [tally(95, 12), tally(99, 0)], 1e6)
