@@ -469,3 +469,6 @@ def test_the_panel_title_names_the_lead_time_and_the_provisioning_quantiles_used
     assert "lead time 150 s" in same and "quantile 0.85" in same and "–" not in same.split("quantile")[1]
     assert "quantile 0.85–0.975 (last 0.95)" in raised
     assert "quantile" not in report._panel_title(score, {"lead_seconds": lead})
+    assert "HPA rung" not in same
+    fallen = report._panel_title(score, {"lead_seconds": lead, "quantile": np.array([0.85, 0.85] + [np.nan] * 6)})
+    assert "quantile 0.85" in fallen and "HPA rung on 75% of ticks" in fallen
