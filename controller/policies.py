@@ -505,7 +505,9 @@ class PredictivePolicy:
         self._hpa = baseline.step_hpa(self._hpa, load, now, startup_seconds=startup, params=ref.hpa)
         for i, (pods, state) in self._shadows.items():
             pods = pods.advance(now)
-            shadow = planner.plan(pods.observation(now, load), self._forecast, self._rung_params[i], state, now, timing=timing, gate=gate)
+            shadow = planner.plan(
+                pods.observation(now, load), self._forecast, self._rung_params[i], state, now, timing=timing, gate=gate, describe=False
+            )
             if scored:
                 tallies[i] = tallies[i].add(ready=pods.ready, replicas=pods.replicas, load=load, capacity_per_pod=cap, seconds=self._tick)
             self._shadows[i] = (pods.scale(shadow.desired_replicas, now, startup_seconds=startup), shadow.state)

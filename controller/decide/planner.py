@@ -147,6 +147,7 @@ def plan(
     timing: Timing,
     target: str = "",
     gate: Gate | None = None,
+    describe: bool = True,
 ) -> Plan:
     """Plan the replica count of one workload for this tick.
 
@@ -161,6 +162,9 @@ def plan(
         gate: this tick's scoring of the forecast intervals (``score_gate`` on the same
             arguments); computed here when ``None``. Plans on the same forecast and load from
             the same checks may share one (the policy's counterfactual rungs do).
+        describe: ``False`` leaves the decision's stages and message empty and its reason
+            ``DesiredWithinRange``: the count and the state are the same, for callers that read
+            only those (the policy's counterfactual rungs, at every tick).
 
     Returns:
         A ``Plan`` with one decision whose ``stages`` list each named value and its reason.
@@ -282,21 +286,6 @@ def plan(
         # As the HPA: a target scaled to zero (by hand) is left there until it is scaled up again.
         desired, bound_reason = 0, Reason.ScalingDisabled
 
-    deciding = (
-        ("raw_replicas", raw, raw_reason),
-        ("stabilized_replicas", stabilized, stab_reason),
-        ("banded_replicas", banded, band_reason),
-        ("rate_limited_replicas", limited, limit_reason),
-        ("guarded_replicas", guarded, guard_reason),
-        ("desired_replicas", desired, bound_reason),
-    )
-    stages = (
-        ("confidence", round(100 * coverage), gate_reason),
-        ("forecast_replicas", forecast_replicas, gate_reason),
-        ("floor_replicas", floor_replicas, floor_reason),
-        *deciding,
-    )
-    reason = _deciding_reason(deciding)
     ups, downs = stabilize.record_scale_event(
         scale_up_events=state.scale_up_events,
         scale_down_events=state.scale_down_events,
@@ -313,6 +302,23 @@ def plan(
         interval_hits=gate.hits,
     )
     kind = "scale" if desired != current else "no-op"
+    if not describe:
+        return Plan((Decision(kind, target, current, desired, Reason.DesiredWithinRange, ""),), new_state)
+    deciding = (
+        ("raw_replicas", raw, raw_reason),
+        ("stabilized_replicas", stabilized, stab_reason),
+        ("banded_replicas", banded, band_reason),
+        ("rate_limited_replicas", limited, limit_reason),
+        ("guarded_replicas", guarded, guard_reason),
+        ("desired_replicas", desired, bound_reason),
+    )
+    stages = (
+        ("confidence", round(100 * coverage), gate_reason),
+        ("forecast_replicas", forecast_replicas, gate_reason),
+        ("floor_replicas", floor_replicas, floor_reason),
+        *deciding,
+    )
+    reason = _deciding_reason(deciding)
     message = f"{mode} mode, q={q:g} at {params.target_utilization_ratio:.0%}, lead {timing.lead_seconds:.0f} s, coverage {coverage:.0%}"
     return Plan((Decision(kind, target, current, desired, reason, message, stages),), new_state)
 
