@@ -399,7 +399,6 @@ class PredictivePolicy:
         if self.hpa_mode:
             decision = self._scale_as_hpa(obs, gate, target)
         else:
-            self._real_hpa = None
             params = self._rung_params[self.rung]
             result = planner.plan(obs, self._forecast, params, self.state, now, timing=timing, target=target.name, gate=gate)
             self.state = result.state
@@ -526,6 +525,8 @@ class PredictivePolicy:
                 self._shadows.pop(rung, None)
                 if not self.hpa_mode:
                     self._shadows[self.rung] = (baseline.ShadowPods.observed(obs, ready_at=now + startup), self.state)
+            if rung != self.rung:
+                self._real_hpa = None  # a later HPA rung starts as a new HPA object, with no history
             self.rung = rung
             self.quantile_history.append((now, self.quantile))
 

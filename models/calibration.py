@@ -86,7 +86,7 @@ class Calibrator:
         self.default_sd = float(default_sd)
         hc = self.horizon_steps
         self._set_empirical(self._default_table(np.full(hc, np.nan)))
-        self.still_run_ = 0  # empirical mode: outcomes in a row predicted exactly (``_still``)
+        self.still_run_ = 0  # empirical mode: outcomes in a row predicted exactly (``_still_rows``)
         self.step_ = np.zeros((hc, 1))
         self.errors_ = np.full((self.window, hc), np.nan)
         self.errors_pos_ = 0

@@ -684,9 +684,10 @@ def _panel_title(score: sim_results.Score, forecast: Mapping[str, np.ndarray] | 
         used = np.asarray(quantile, dtype=float)[np.isfinite(quantile)]
         low, high = float(used.min()), float(used.max())
         text += f" · quantile {low:g}" if low == high else f" · quantile {low:g}–{high:g} (last {used[-1]:g})"
-    if quantile is not None and np.isnan(quantile).any():
+    hpa_rung = None if quantile is None else np.isnan(quantile)
+    if hpa_rung is not None and hpa_rung.any():
         # NaN: the HPA rung (forecast.fallback_to_hpa), where the policy took the HPA's own decisions.
-        text += f" · HPA rung on {100 * float(np.isnan(quantile).mean()):.0f}% of ticks"
+        text += f" · HPA rung on {100 * float(hpa_rung.mean()):.0f}% of ticks"
     return _mpl_text(text)
 
 
