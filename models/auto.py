@@ -156,6 +156,10 @@ class AutoSelect:
         first = parts[order[pick[0]]]
         if len(order) == 1:
             mean, values = first["mean"], first["values"]
+        elif len(order) == 2:  # the usual case: the same rows as below, without stacking the tables
+            one, other = (parts[name] for name in order)
+            mean = np.where(point_pick == 1, other["mean"], one["mean"])
+            values = np.where(pick == 1, other["values"], one["values"])
         else:
             mean = np.stack([p["mean"] for p in parts.values()])[point_pick, cols]
             # Every level of a horizon comes from one candidate, so sorting the levels once, in

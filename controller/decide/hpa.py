@@ -19,10 +19,10 @@ predictive planner composes with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from controller.decide import replicas, stabilize
-from controller.domain import Behavior, ControllerState, Decision, Observation, Plan, Reason
+from controller.domain import Behavior, ControllerState, Decision, Observation, Plan, Reason, Recommendation
 
 #: ``maxReplicas`` is an int32 in the API; the benchmark's HPA has no upper bound.
 UNBOUNDED_REPLICAS = 2**31 - 1
@@ -135,8 +135,7 @@ def plan(obs: Observation, params: HpaParams, state: ControllerState, now: float
         reason = stab_reason
     else:
         reason = raw_reason
-    new_state = replace(state, recommendations=recs)
-    return _finish(target, current, desired, reason, _MESSAGES.get(reason, str(reason)), stages, new_state, params, now)
+    return _finish(target, current, desired, reason, _MESSAGES.get(reason, str(reason)), stages, state, params, now, recs)
 
 
 _MESSAGES = {
@@ -165,8 +164,10 @@ def _finish(
     state: ControllerState,
     params: HpaParams,
     now: float,
+    recommendations: tuple[Recommendation, ...] | None = None,
 ) -> Plan:
-    """Record a change as a scale event and build the plan."""
+    """Record a change as a scale event and build the plan (with ``recommendations`` as the new
+    history when given: the state is built once, not replaced field by field)."""
     ups, downs = stabilize.record_scale_event(
         scale_up_events=state.scale_up_events,
         scale_down_events=state.scale_down_events,
@@ -175,7 +176,15 @@ def _finish(
         new_replicas=desired,
         now=now,
     )
-    return _plan(target, current, desired, reason, message, stages, replace(state, scale_up_events=ups, scale_down_events=downs))
+    recs = state.recommendations if recommendations is None else recommendations
+    new_state = ControllerState(
+        recommendations=recs,
+        scale_up_events=ups,
+        scale_down_events=downs,
+        pending_checks=state.pending_checks,
+        interval_hits=state.interval_hits,
+    )
+    return _plan(target, current, desired, reason, message, stages, new_state)
 
 
 def _plan(

@@ -65,10 +65,16 @@ def stabilize_legacy(
     holds the in-window samples plus ``desired_replicas`` at ``now``.
     """
     cutoff = now - window_seconds
-    kept = tuple(r for r in recommendations if not r.at < cutoff)
-    stabilized = max([desired_replicas, *(r.replicas for r in kept)])
+    kept = []
+    stabilized = desired_replicas
+    for rec in recommendations:  # one loop, not a filter and a max: the HPA syncs at every tick
+        if not rec.at < cutoff:
+            kept.append(rec)
+            if rec.replicas > stabilized:
+                stabilized = rec.replicas
+    kept.append(Recommendation(desired_replicas, now))
     reason = Reason.ScaleDownStabilized if stabilized != desired_replicas else Reason.ReadyForNewScale
-    return stabilized, reason, (*kept, Recommendation(desired_replicas, now))
+    return stabilized, reason, tuple(kept)
 
 
 def scale_up_limit_legacy(current_replicas: int) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models import calibration
 
@@ -16,7 +18,38 @@ def test_the_fast_column_quantiles_equal_numpys_nanquantile():
         counts = np.isfinite(z).sum(axis=0)
         keep = counts >= 1
         expected = np.nanquantile(z[:, keep], calibration._GRID, axis=0)
-        np.testing.assert_allclose(calibration._column_quantiles(z[:, keep], counts[keep]), expected, rtol=0, atol=1e-12)
+        ordered = np.sort(z[:, keep], axis=0)
+        np.testing.assert_allclose(calibration._column_quantiles(ordered, counts[keep]), expected, rtol=0, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    window=st.integers(1, 60),
+    refresh_every=st.integers(1, 30),
+    decimals=st.sampled_from([0, 1, 6]),
+)
+def test_the_kept_order_of_the_errors_is_a_sort_of_the_window(seed, window, refresh_every, decimals):
+    """The empirical table's sorted errors, kept from refresh to refresh (rows written over taken
+    out, new ones merged in), are at every refresh the window sorted afresh; ties (rounded
+    loads), missing values and still outcomes included. The table is the one a full sort gives."""
+    rng = np.random.default_rng(seed)
+    hc = 4
+    cal = calibration.Calibrator(horizon_steps=hc, mode="empirical", window=window, refresh_every=refresh_every)
+    y = np.round(np.cumsum(rng.normal(size=400)) + 50.0, decimals)
+    w = 30
+    cal.initialise(y[:w], np.round(y[: w + 1, None] + rng.normal(size=(w + 1, hc)), decimals), np.ones(w + 1))
+    refreshes = 0
+    for k in range(300):
+        still = 100 <= k < 100 + window + refresh_every + 3  # a flat stretch: every path exact
+        value = y[w] if still else (np.nan if k % 37 == 5 else y[w + k])
+        path = np.full(hc, y[w]) if still else np.round(y[w + k] + rng.normal(size=hc), decimals)
+        cal.observe(value, path, 1.0)
+        if cal.since_refresh_ == 0 and cal._ordered is not None:
+            refreshes += 1
+            np.testing.assert_array_equal(cal._ordered, np.sort(cal.errors_.T, axis=1))
+            np.testing.assert_array_equal(cal.table_, cal._empirical_table(cal.errors_))
+    assert refreshes > 0
 
 
 def _run_calibrator(mode: str, *, read_every_step: bool, seed: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
