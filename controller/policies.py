@@ -8,6 +8,7 @@ the returned state, and acts through the actuator only when the count changes
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -108,6 +109,7 @@ def reference_params(settings: ControllerSettings, workload: WorkloadSettings) -
         days=forecast.reference_days,
         lean=lean is not None,
         hpa_rung=forecast.fallback_to_hpa,
+        score_delay_seconds=settings.metrics.trail_seconds,
     )
 
 
@@ -346,6 +348,9 @@ class PredictivePolicy:
         self._hpa: baseline.ShadowHpa | None = None
         self._shadows: dict[int, tuple[baseline.ShadowPods, ControllerState]] = {}
         self._today: tuple[baseline.Tally, list[baseline.Tally], float] | None = None
+        delay = 0 if reference is None else round(reference.score_delay_seconds / tick_seconds)
+        # Each side's ready pods at the last ticks, the oldest first (``_run_counterfactuals``).
+        self._ready_log: collections.deque[dict[int, int]] = collections.deque(maxlen=delay + 1)
         self._days: list[tuple[baseline.Tally, list[baseline.Tally], float]] = []
         self._period_end = float("inf")
         self._restored_period_end: float | None = None
@@ -494,22 +499,32 @@ class PredictivePolicy:
         elif not self.hpa_mode and self.rung not in self._shadows:  # they stopped following it: go on from where they are
             self._shadows[self.rung] = (baseline.ShadowPods.observed(obs, ready_at=now + startup), self.state)
         hpa_pods = self._hpa.pods.advance(now)  # what the HPA's pods serve this tick, before it decides
-        if scored:
-            hpa_tally = hpa_tally.add(ready=hpa_pods.ready, replicas=hpa_pods.replicas, load=load, capacity_per_pod=cap, seconds=self._tick)
-            if self.acting and not self.hpa_mode:  # on the HPA rung the reference HPA's tally is theirs
-                tallies[self.rung] = tallies[self.rung].add(
-                    ready=obs.ready, replicas=obs.ready + obs.starting, load=load, capacity_per_pod=cap, seconds=self._tick
-                )
-            day_load += load * self._tick
+        # Each side's pods this tick, (ready, replicas); -1 is the HPA. On the HPA rung the reference
+        # HPA's tally is the real pods'.
+        sides = {-1: (hpa_pods.ready, hpa_pods.replicas)}
+        if self.acting and not self.hpa_mode:
+            sides[self.rung] = (obs.ready, obs.ready + obs.starting)
         self._hpa = baseline.step_hpa(self._hpa, load, now, startup_seconds=startup, params=ref.hpa)
         for i, (pods, state) in self._shadows.items():
             pods = pods.advance(now)
             shadow = planner.plan(
                 pods.observation(now, load), self._forecast, self._rung_params[i], state, now, timing=timing, gate=gate, describe=False
             )
-            if scored:
-                tallies[i] = tallies[i].add(ready=pods.ready, replicas=pods.replicas, load=load, capacity_per_pod=cap, seconds=self._tick)
+            sides[i] = (pods.ready, pods.replicas)
             self._shadows[i] = (pods.scale(shadow.desired_replicas, now, startup_seconds=startup), shadow.state)
+        self._ready_log.append({i: ready for i, (ready, _) in sides.items()})
+        if scored:
+            # The load observed now is the load of a while ago (``ReferenceParams.score_delay_seconds``):
+            # it is scored against the pods that were ready then.
+            then = self._ready_log[0]
+            tick = self._tick
+            for i, (ready, replicas) in sides.items():
+                served = then.get(i, ready)
+                if i < 0:
+                    hpa_tally = hpa_tally.add(ready=served, replicas=replicas, load=load, capacity_per_pod=cap, seconds=tick)
+                else:
+                    tallies[i] = tallies[i].add(ready=served, replicas=replicas, load=load, capacity_per_pod=cap, seconds=tick)
+            day_load += load * tick
         self._today = (hpa_tally, tallies, day_load)
 
         if now >= self._period_end:
@@ -517,7 +532,7 @@ class PredictivePolicy:
             self._today = (baseline.Tally(), [baseline.Tally()] * len(self._rung_params), 0.0)
             while self._period_end <= now:  # after a gap longer than a period: the next boundary ahead
                 self._period_end += ref.period_seconds
-            rung = baseline.choose_rung(self._days, ref.quantiles, hpa_rung=ref.hpa_rung)
+            rung = baseline.choose_rung(self._days, ref.quantiles, slack=ref.slack, hpa_rung=ref.hpa_rung)
             if rung != self.rung and self.acting:
                 # The real pods continue at the new rung; the old rung goes on as a counterfactual
                 # from where the real ones are (starting pods counted as ready a startup from now).

@@ -198,6 +198,18 @@ class MetricsSettings(_Settings):
             " (docs/policy.md)."
         ),
     )
+    trail_seconds: float = Field(
+        45.0,
+        ge=0,
+        le=3600,
+        description=(
+            "How far the load metric trails the load it measures, on average (a rate()[1m] scraped every"
+            " 15 s: about 45 s). Beside its decisions the controller scores the HPA's calculation and each"
+            " rung of the quantile ladder (forecast.raise_quantile_to) on the observed load: each"
+            " observation is scored against the pods that were ready this long before it, when that load"
+            " was served."
+        ),
+    )
     on_missing: Literal["hold", "zero", "fail"] = Field(
         "hold",
         description=(

@@ -156,7 +156,7 @@ class ReferenceMemory:
         return None
 
 
-def choose_rung(days: Sequence[Day], quantiles: Sequence[float], *, slack: float = 1e-5, hpa_rung: bool = False) -> int:
+def choose_rung(days: Sequence[Day], quantiles: Sequence[float], *, slack: float = 0.0, hpa_rung: bool = False) -> int:
     """The rung to provision at next: the configured one while it was no worse than the HPA.
 
     Over the given days, a rung is *no worse* when it held no more pod-seconds than the HPA and
@@ -172,8 +172,8 @@ def choose_rung(days: Sequence[Day], quantiles: Sequence[float], *, slack: float
         days: per past day, ``(hpa, rungs, load)``: the HPA's tally, each rung's tally (in the
             order of ``quantiles``) and the observed load (pod-seconds).
         quantiles: the quantile of each rung, the configured one first.
-        slack: uncovered load up to this share of the observed load counts as no worse (a
-            15-s shortfall at the end of a ramp is noise, not a difference of policy).
+        slack: uncovered load up to this share of the observed load counts as no worse; none by
+            default (``ReferenceParams.slack``).
         hpa_rung: when no rung qualifies, choose the HPA (``len(quantiles)``) rather than rung 0.
 
     Returns:
@@ -219,6 +219,14 @@ class ReferenceParams:
             below every other quantile, it provisions without the planner's margins.
         hpa_rung: when no quantile was no worse than the HPA, scale as the HPA (rung
             ``len(quantiles)``; ``forecast.fallback_to_hpa``).
+        score_delay_seconds: how far the observed load trails the load it measures
+            (``metrics.trail_seconds``): each side is scored on the pods ready that long before
+            each observation, when that load was served (rounded to whole ticks).
+        slack: uncovered load up to this share of the observed load still counts as no worse
+            (``choose_rung``). None: the bar's line is strict, and with the trail a shortfall
+            at the end of a ramp is load the real pods would have left unserved. Until the
+            fifteenth round it was 1e-5, when each observation was scored against the pods of
+            its own tick and such shortfalls were mostly the metric's lag (docs/policy.md).
     """
 
     quantiles: tuple[float, ...]
@@ -227,6 +235,8 @@ class ReferenceParams:
     period_seconds: float = 86400.0
     lean: bool = False
     hpa_rung: bool = False
+    score_delay_seconds: float = 0.0
+    slack: float = 0.0
 
     def __post_init__(self) -> None:
         q = self.quantiles

@@ -122,7 +122,9 @@ def test_where_the_hpas_headroom_serves_sudden_jumps_better_the_policy_raises_it
     assert {q for _, q in fixed_policy.quantile_history} <= {0.85}
     chosen = [q for _, q in policy.quantile_history]
     assert len(chosen) == 4  # one choice at the end of each day (the last one at the last tick)
-    assert chosen[0] > 0.85 and policy.quantile == chosen[-1] > 0.85
+    # Raised at the first day's end, and never back at 0.85 or below: a higher rung, or the HPA
+    # rung (NaN) when even 0.975 left more uncovered than the HPA on a day.
+    assert chosen[0] > 0.85 and all(not q <= 0.85 for q in chosen)
     assert laddered.score.unserved_pct < 0.75 * fixed.score.unserved_pct
     assert fixed.score.pod_hours < laddered.score.pod_hours < hpa.score.pod_hours
 
@@ -167,7 +169,8 @@ def test_a_restarted_policy_continues_its_choice_of_quantile_from_the_state_anno
     _, first = run_with_policy(before, engine.SimConfig(settings=ControllerSettings()))
     memory = first.reference_memory()
     assert memory is not None and len(memory.days) == 2 and memory.quantiles == (0.85, 0.975, 0.7, 0.6, 0.5) and memory.lean
-    assert first.quantile > 0.85 and memory.rung == 1
+    # raised after the jumps: to 0.975, or to the HPA rung (NaN) on a day where even 0.975 left more uncovered
+    assert memory.rung in (1, len(memory.quantiles)) and not first.quantile <= 0.85
     # through the annotation, as the live loop stores and reads it
     text = statecodec.encode(ControllerState(), now=half * 15.0, keep_seconds=300, event_keep_seconds=60, reference=memory)
     restored = statecodec.decode(text).reference
@@ -181,9 +184,10 @@ def test_a_restarted_policy_continues_its_choice_of_quantile_from_the_state_anno
     holder = {}
     resumed = engine.run(after, "scaleahead", engine.SimConfig(settings=ControllerSettings()), builder=restart)
     fresh, fresh_policy = run_with_policy(after, engine.SimConfig(settings=ControllerSettings()))
-    # the fresh start provisions at 0.85 until its first day ends; the restarted one goes on at 0.975
+    # the fresh start provisions at 0.85 until its first day ends; the restarted one goes on at the rung it had
     assert fresh.forecast["quantile"][0] == 0.85 and fresh_policy.quantile_history[0][0] == after.times[0] + 86400
-    assert set(resumed.forecast["quantile"][: 5760 - 1]) == {0.975}
+    head = resumed.forecast["quantile"][: 5760 - 1]
+    np.testing.assert_array_equal(head, np.full(head.size, first.quantile))  # NaN equals NaN here
     assert holder["policy"].quantile_history[0][0] == memory.period_end  # the stored period runs to its end
     assert resumed.score.unserved_pct < fresh.score.unserved_pct
 
@@ -465,3 +469,24 @@ def test_in_recommend_mode_the_rung_in_use_is_scored_as_a_counterfactual_not_on_
     assert all(s < 40 * 3600 for s in held_days)  # not the 40 pods something else holds
     assert held_days[1:] == free_days[1:]  # what its own pods would have held, as when they follow it
     assert [q for _, q in policy.quantile_history] == [q for _, q in follower.quantile_history]
+
+
+def test_the_counterfactuals_score_each_observation_against_the_pods_ready_a_metric_trail_before_it():
+    """The observed load is the load of about 45 s ago (``metrics.trail_seconds``): the HPA and
+    the rungs are scored on the pods that served it then. On a load that only rises, the pods
+    ready a trail earlier are never more than now, so the HPA's scale-ups show later and it
+    leaves more uncovered than when scored against the pods of the same tick; the pods held are
+    counted the same either way."""
+    from controller.settings import ControllerSettings
+
+    hours = np.arange(int(1.2 * 5760)) // 480  # a step up every two hours
+    sc = make_scenario(10.0 + 10.0 * hours)
+    days = {}
+    for trail in (0, 45):
+        _, policy = run_with_policy(sc, engine.SimConfig(settings=ControllerSettings(metrics={"trail_seconds": trail})))
+        assert len(policy._days) == 1
+        days[trail] = policy._days[0]
+    (hpa_now, _, load_now), (hpa_then, _, load_then) = days[0], days[45]
+    assert load_then == load_now
+    assert hpa_then.pod_seconds == hpa_now.pod_seconds
+    assert hpa_then.uncovered > hpa_now.uncovered > 0

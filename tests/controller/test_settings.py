@@ -876,6 +876,14 @@ def test_empty_quantile_ladders_without_the_hpa_rung_turn_the_hpa_reference_off(
     assert reference.quantiles == (0.85, 0.975, 0.7, 0.6, 0.5) and reference.lean and reference.days == 3
     assert reference.hpa_rung
     assert reference.hpa.target_utilization_ratio == 0.7 and reference.hpa.max_replicas == 100
+    assert reference.score_delay_seconds == 45.0 and reference.slack == 0.0
+    assert policies.reference_params(load("metrics:\n  trail_seconds: 75\n"), workload).score_delay_seconds == 75.0
+
+
+def test_the_metric_trail_is_a_bounded_number_of_seconds():
+    for bad in ("-15", "7200", "soon"):
+        problems = problems_of(f"metrics:\n  trail_seconds: {bad}\n")
+        assert [p.path for p in problems] == ["metrics.trail_seconds"], bad
 
 
 def test_a_workload_keeps_its_own_quantile_ladder():
