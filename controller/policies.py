@@ -348,9 +348,8 @@ class PredictivePolicy:
         self._hpa: baseline.ShadowHpa | None = None
         self._shadows: dict[int, tuple[baseline.ShadowPods, ControllerState]] = {}
         self._today: tuple[baseline.Tally, list[baseline.Tally], float] | None = None
-        delay = 0 if reference is None else round(reference.score_delay_seconds / tick_seconds)
-        # Each side's ready pods at the last ticks, the oldest first (``_run_counterfactuals``).
-        self._ready_log: collections.deque[dict[int, int]] = collections.deque(maxlen=delay + 1)
+        # (tick time, each side's ready pods) of the last ticks, the oldest first (``_run_counterfactuals``).
+        self._ready_log: collections.deque[tuple[float, dict[int, int]]] = collections.deque()
         self._days: list[tuple[baseline.Tally, list[baseline.Tally], float]] = []
         self._period_end = float("inf")
         self._restored_period_end: float | None = None
@@ -512,11 +511,16 @@ class PredictivePolicy:
             )
             sides[i] = (pods.ready, pods.replicas)
             self._shadows[i] = (pods.scale(shadow.desired_replicas, now, startup_seconds=startup), shadow.state)
-        self._ready_log.append({i: ready for i, (ready, _) in sides.items()})
+        log = self._ready_log
+        log.append((now, {i: ready for i, (ready, _) in sides.items()}))
+        # The load observed now is the load of a while ago (``ReferenceParams.score_delay_seconds``):
+        # it is scored against the pods ready at the last tick at or before then (by time, not by a
+        # count of ticks: a live loop may skip ticks), or at the oldest kept while none is that old.
+        since = now - ref.score_delay_seconds
+        while len(log) > 1 and log[1][0] <= since + 1e-9:
+            log.popleft()
         if scored:
-            # The load observed now is the load of a while ago (``ReferenceParams.score_delay_seconds``):
-            # it is scored against the pods that were ready then.
-            then = self._ready_log[0]
+            then = log[0][1]
             tick = self._tick
             for i, (ready, replicas) in sides.items():
                 served = then.get(i, ready)

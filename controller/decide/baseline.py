@@ -221,7 +221,7 @@ class ReferenceParams:
             ``len(quantiles)``; ``forecast.fallback_to_hpa``).
         score_delay_seconds: how far the observed load trails the load it measures
             (``metrics.trail_seconds``): each side is scored on the pods ready that long before
-            each observation, when that load was served (rounded to whole ticks).
+            each observation, when that load was served (at the last tick at or before that time).
         slack: uncovered load up to this share of the observed load still counts as no worse
             (``choose_rung``). None: the bar's line is strict, and with the trail a shortfall
             at the end of a ramp is load the real pods would have left unserved. Until the
