@@ -348,8 +348,8 @@ class PredictivePolicy:
         self._hpa: baseline.ShadowHpa | None = None
         self._shadows: dict[int, tuple[baseline.ShadowPods, ControllerState]] = {}
         self._today: tuple[baseline.Tally, list[baseline.Tally], float] | None = None
-        # (tick time, each side's ready pods) of the last ticks, the oldest first (``_run_counterfactuals``).
-        self._ready_log: collections.deque[tuple[float, dict[int, int]]] = collections.deque()
+        # (tick time, each side's (ready, replicas)) of the last ticks, the oldest first (``_run_counterfactuals``).
+        self._ready_log: collections.deque[tuple[float, dict[int, tuple[int, int]]]] = collections.deque()
         self._days: list[tuple[baseline.Tally, list[baseline.Tally], float]] = []
         self._period_end = float("inf")
         self._restored_period_end: float | None = None
@@ -512,7 +512,7 @@ class PredictivePolicy:
             sides[i] = (pods.ready, pods.replicas)
             self._shadows[i] = (pods.scale(shadow.desired_replicas, now, startup_seconds=startup), shadow.state)
         log = self._ready_log
-        log.append((now, {i: ready for i, (ready, _) in sides.items()}))
+        log.append((now, sides))
         # The load observed now is the load of a while ago (``ReferenceParams.score_delay_seconds``):
         # it is scored against the pods ready at the last tick at or before then (by time, not by a
         # count of ticks: a live loop may skip ticks), or at the oldest kept while none is that old.
@@ -523,7 +523,7 @@ class PredictivePolicy:
             then = log[0][1]
             tick = self._tick
             for i, (ready, replicas) in sides.items():
-                served = then.get(i, ready)
+                served = then[i][0] if i in then else ready
                 if i < 0:
                     hpa_tally = hpa_tally.add(ready=served, replicas=replicas, load=load, capacity_per_pod=cap, seconds=tick)
                 else:
