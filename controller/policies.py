@@ -110,6 +110,7 @@ def reference_params(settings: ControllerSettings, workload: WorkloadSettings) -
         lean=lean is not None,
         hpa_rung=forecast.fallback_to_hpa,
         score_delay_seconds=settings.metrics.trail_seconds,
+        make_up=forecast.make_up_shortfall,
     )
 
 
@@ -344,6 +345,8 @@ class PredictivePolicy:
         self._rung_params = rung_params(params, rungs, lean=reference is not None and reference.lean)
         self._reference = reference
         self.rung = 0
+        #: The real pods' tally minus the reference HPA's, over every completed period (``choose_rung``'s balance).
+        self.balance = baseline.Tally()
         self._real_hpa: ControllerState | None = None  # the HPA's syncs on the real pods, on the HPA rung
         self._hpa: baseline.ShadowHpa | None = None
         self._shadows: dict[int, tuple[baseline.ShadowPods, ControllerState]] = {}
@@ -414,9 +417,11 @@ class PredictivePolicy:
     def _scale_as_hpa(self, obs: Observation, gate: planner.Gate, target: WorkloadRef) -> Decision:
         """The HPA rung (``forecast.fallback_to_hpa``): the reference HPA's sync on the real pods.
 
-        It starts as a new HPA object would (its first syncs never scale in below the current
-        count). The planner's interval checks go on, so the confidence gate knows the forecast
-        when a quantile is taken again.
+        It takes over the reference HPA's history when the rung is taken (``_run_counterfactuals``),
+        so the real pods go where the HPA's would be; after a restart on this rung it starts as a
+        new HPA object would (its first syncs never scale in below the current count). The
+        planner's interval checks go on, so the confidence gate knows the forecast when a
+        quantile is taken again.
         """
         assert self._reference is not None
         self.state = dataclasses.replace(self.state, pending_checks=gate.pending, interval_hits=gate.hits)
@@ -424,7 +429,15 @@ class PredictivePolicy:
         self._real_hpa = result.state
         decision = result.decisions[0]
         days = self._reference.days
-        why = f"hpa rung: no quantile was no worse than the HPA on both over the last {days} day{'s' if days > 1 else ''}"
+        last = f"over the last {days} day{'s' if days > 1 else ''}"
+        if self.balance.uncovered > 0:
+            owed = self.balance.uncovered / 3600
+            why = (
+                f"hpa rung: the pods left more load uncovered than the HPA would have (by {owed:.3g} load-hours in all),"
+                f" and no quantile served better than it at no more pods {last}"
+            )
+        else:
+            why = f"hpa rung: no quantile was no worse than the HPA on both {last}"
         return dataclasses.replace(decision, message=f"{why}; {decision.message}")
 
     @property
@@ -455,7 +468,7 @@ class PredictivePolicy:
         if self._reference is None or not math.isfinite(self._period_end):
             return None
         days = tuple((h, tuple(rungs), load) for h, rungs, load in self._days)
-        return baseline.ReferenceMemory(self._reference.quantiles, self.rung, days, self._period_end, self._reference.lean)
+        return baseline.ReferenceMemory(self._reference.quantiles, self.rung, days, self._period_end, self._reference.lean, self.balance)
 
     def restore_reference(self, memory: baseline.ReferenceMemory) -> str | None:
         """Continue the choice of quantile from ``memory`` (before the first tick).
@@ -471,6 +484,7 @@ class PredictivePolicy:
             return problem
         self._days = list(memory.days)[-self._reference.days :]
         self.rung = memory.rung
+        self.balance = memory.balance
         self._restored_period_end = memory.period_end
         return None
 
@@ -532,11 +546,17 @@ class PredictivePolicy:
         self._today = (hpa_tally, tallies, day_load)
 
         if now >= self._period_end:
+            if ref.make_up:
+                used = hpa_tally if self.hpa_mode else tallies[self.rung]
+                self.balance = baseline.Tally(
+                    self.balance.pod_seconds + used.pod_seconds - hpa_tally.pod_seconds,
+                    self.balance.uncovered + used.uncovered - hpa_tally.uncovered,
+                )
             self._days = [*self._days, self._today][-ref.days :]
             self._today = (baseline.Tally(), [baseline.Tally()] * len(self._rung_params), 0.0)
             while self._period_end <= now:  # after a gap longer than a period: the next boundary ahead
                 self._period_end += ref.period_seconds
-            rung = baseline.choose_rung(self._days, ref.quantiles, slack=ref.slack, hpa_rung=ref.hpa_rung)
+            rung = baseline.choose_rung(self._days, ref.quantiles, slack=ref.slack, hpa_rung=ref.hpa_rung, balance=self.balance)
             if rung != self.rung and self.acting:
                 # The real pods continue at the new rung; the old rung goes on as a counterfactual
                 # from where the real ones are (starting pods counted as ready a startup from now).
@@ -545,7 +565,10 @@ class PredictivePolicy:
                 if not self.hpa_mode:
                     self._shadows[self.rung] = (baseline.ShadowPods.observed(obs, ready_at=now + startup), self.state)
             if rung != self.rung:
-                self._real_hpa = None  # a later HPA rung starts as a new HPA object, with no history
+                # The HPA rung takes over the reference HPA's history (its recommendations and scale
+                # events): the real pods then go where the HPA's would be, not where a new HPA object
+                # would take them from here.
+                self._real_hpa = self._hpa.state
             self.rung = rung
             self.quantile_history.append((now, self.quantile))
 

@@ -314,6 +314,16 @@ class ForecastSettings(_Settings):
             " the forecast at the first day's end where a rung was no worse. false keeps `quantile` then."
         ),
     )
+    make_up_shortfall: bool = Field(
+        True,
+        description=(
+            "Keep a running balance, since the controller started, of the load the real pods left uncovered minus"
+            " what the HPA's calculation beside them left uncovered. While the real pods owe load, take at a"
+            " day's end only a rung that over the last `reference_days` days left less uncovered than the HPA at no"
+            " more pod-hours (the cheapest that makes up all it owes, else the one that served best); with none,"
+            " the HPA rung (`fallback_to_hpa`) or else `quantile`. false chooses on the last days alone."
+        ),
+    )
 
     @field_validator("model")
     @classmethod

@@ -133,6 +133,7 @@ def _encode_reference(memory: ReferenceMemory) -> dict[str, Any]:
         "end": float(memory.period_end),
         "days": [[_tally(h), [_tally(r) for r in rungs], float(load)] for h, rungs, load in memory.days],
         **({"lean": True} if memory.lean else {}),
+        **({"bal": _tally(memory.balance)} if memory.balance != Tally() else {}),
     }
 
 
@@ -160,7 +161,10 @@ def _decode_reference(doc: Any) -> ReferenceMemory:
     lean = doc.get("lean", False)
     if not isinstance(lean, bool):
         raise TypeError(f"lean {lean!r} is not true or false")
-    return ReferenceMemory(tuple(float(q) for q in doc["q"]), int(doc["rung"]), days, end, lean)
+    pods, uncovered = (float(x) for x in doc.get("bal", (0.0, 0.0)))
+    if not (math.isfinite(pods) and math.isfinite(uncovered)):
+        raise ValueError(f"balance {doc['bal']!r} is not two numbers")
+    return ReferenceMemory(tuple(float(q) for q in doc["q"]), int(doc["rung"]), days, end, lean, Tally(pods, uncovered))
 
 
 def encode(

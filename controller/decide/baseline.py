@@ -129,6 +129,8 @@ class ReferenceMemory:
         days: the last completed days (``choose_rung``'s input), oldest first.
         period_end: when the current period ends (the next choice), in the loop's seconds.
         lean: whether the ladder's last rung was the lean one (``ReferenceParams.lean``).
+        balance: the real pods' tally minus the reference HPA's over every completed period
+            (``choose_rung``'s ``balance``; either part may be negative).
 
     ``rung == len(quantiles)`` is the HPA rung (``ReferenceParams.hpa_rung``).
     """
@@ -138,6 +140,7 @@ class ReferenceMemory:
     days: tuple[Day, ...]
     period_end: float
     lean: bool = False
+    balance: Tally = Tally()
 
     def fits(self, quantiles: Sequence[float], *, lean: bool = False, hpa_rung: bool = False) -> str | None:
         """Why this memory cannot continue on the ladder ``quantiles`` (``lean`` and ``hpa_rung`` as in
@@ -156,7 +159,9 @@ class ReferenceMemory:
         return None
 
 
-def choose_rung(days: Sequence[Day], quantiles: Sequence[float], *, slack: float = 0.0, hpa_rung: bool = False) -> int:
+def choose_rung(
+    days: Sequence[Day], quantiles: Sequence[float], *, slack: float = 0.0, hpa_rung: bool = False, balance: Tally | None = None
+) -> int:
     """The rung to provision at next: the configured one while it was no worse than the HPA.
 
     Over the given days, a rung is *no worse* when it held no more pod-seconds than the HPA and
@@ -186,11 +191,24 @@ def choose_rung(days: Sequence[Day], quantiles: Sequence[float], *, slack: float
     hpa_total = sum((h for h, _, _ in days), Tally())
     load = sum(load for _, _, load in days)
     totals = [sum((rungs[i] for _, rungs, _ in days), Tally()) for i in range(n)]
+    none = len(quantiles) if hpa_rung else 0
+    owed = 0.0 if balance is None else balance.uncovered
+    if owed > 0:
+        # The real pods left more uncovered than the HPA would have: only a rung that served
+        # better than the HPA makes up for it, at no more pods than the HPA's and those the real
+        # pods saved against it so far.
+        spare = max(0.0, -balance.pod_seconds) if balance is not None else 0.0
+        repays = [
+            i for i in range(n) if totals[i].uncovered < hpa_total.uncovered and totals[i].pod_seconds <= hpa_total.pod_seconds + spare
+        ]
+        full = [i for i in repays if totals[i].uncovered + owed <= hpa_total.uncovered]
+        if full:
+            return min(full, key=lambda i: totals[i].pod_seconds)
+        return min(repays, key=lambda i: totals[i].uncovered, default=none)
     cheap = [t.pod_seconds <= hpa_total.pod_seconds for t in totals]
     serves = [t.uncovered <= hpa_total.uncovered + slack * load for t in totals]
     if cheap[0] and serves[0]:
         return 0
-    none = len(quantiles) if hpa_rung else 0
     base = quantiles[0]
     fine = [i for i in range(1, n) if cheap[i] and serves[i]]
     if not serves[0]:
@@ -237,6 +255,7 @@ class ReferenceParams:
     hpa_rung: bool = False
     score_delay_seconds: float = 0.0
     slack: float = 0.0
+    make_up: bool = False
 
     def __post_init__(self) -> None:
         q = self.quantiles

@@ -122,6 +122,14 @@ def test_a_lean_lowest_rung_survives_the_round_trip_and_older_annotations_read_a
     assert statecodec.decode(json.dumps(plain)).reference.lean is False
 
 
+def test_the_balance_against_the_hpa_survives_the_round_trip_and_older_annotations_read_as_even():
+    owed = memory(balance=Tally(-86_400.5, 12.25))  # fewer pods than the HPA, more load uncovered
+    assert statecodec.decode(encode(state(), reference=owed)).reference == owed
+    plain = json.loads(encode(state(), reference=memory()))
+    assert "bal" not in plain["ref"]  # an annotation written before the balance existed has no such key
+    assert statecodec.decode(json.dumps(plain)).reference.balance == Tally()
+
+
 @pytest.mark.parametrize(
     "ref",
     [
@@ -131,6 +139,8 @@ def test_a_lean_lowest_rung_survives_the_round_trip_and_older_annotations_read_a
         pytest.param('{"q": [0.85], "rung": 0, "end": "never", "days": []}', id="bad-end"),
         pytest.param('{"q": [0.85], "rung": 0, "end": 1.0, "days": [[[1, 2, 3], [], 3]]}', id="bad-tally-shape"),
         pytest.param('{"q": [0.85, 0.5], "rung": 0, "end": 1.0, "days": [], "lean": "yes"}', id="bad-lean"),
+        pytest.param('{"q": [0.85], "rung": 0, "end": 1.0, "days": [], "bal": [1, "NaN"]}', id="bad-balance"),
+        pytest.param('{"q": [0.85], "rung": 0, "end": 1.0, "days": [], "bal": [1]}', id="bad-balance-shape"),
     ],
 )
 def test_a_malformed_quantile_memory_is_dropped_with_a_warning_and_the_rest_kept(ref):
