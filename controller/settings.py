@@ -319,9 +319,10 @@ class ForecastSettings(_Settings):
         description=(
             "Keep a running balance, since the controller started, of the load the real pods left uncovered minus"
             " what the HPA's calculation beside them left uncovered. While the real pods owe load, take at a"
-            " day's end only a rung that over the last `reference_days` days left less uncovered than the HPA at no"
-            " more pod-hours (the cheapest that makes up all it owes, else the one that served best); with none,"
-            " the HPA rung (`fallback_to_hpa`) or else `quantile`. false chooses on the last days alone."
+            " day's end only a rung that over the last `reference_days` days left less uncovered than the HPA, at no"
+            " more pod-hours than the HPA's and those the real pods saved against it so far (the cheapest that"
+            " makes up all they owe, else the one that served best); with none, the HPA rung (`fallback_to_hpa`)"
+            " or else `quantile`. false chooses on the last days alone."
         ),
     )
 

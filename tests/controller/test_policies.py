@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from controller.decide.baseline import Tally
 from controller.sim import engine
 from controller.sim.scenario import Scenario
 
@@ -29,8 +30,16 @@ def run_with_policy(scenario, config):
     holder = {}
 
     def build(ports, sc, cfg):
-        holder["policy"] = engine.BUILDERS["scaleahead"](ports, sc, cfg)
-        return holder["policy"]
+        policy = holder["policy"] = engine.BUILDERS["scaleahead"](ports, sc, cfg)
+        reconcile, policy.messages = policy.reconcile, []
+
+        async def recorded(target):
+            decision = await reconcile(target)
+            policy.messages.append(decision.message)
+            return decision
+
+        policy.reconcile = recorded
+        return policy
 
     result = engine.run(scenario, "scaleahead", config, builder=build)
     return result, holder["policy"]
@@ -117,7 +126,10 @@ def test_where_the_hpas_headroom_serves_sudden_jumps_better_the_policy_raises_it
     hpa = engine.run(sc, "hpa", engine.SimConfig())
     off = ControllerSettings(forecast={"raise_quantile_to": [], "lower_quantile_to": [], "lean_quantile": None, "fallback_to_hpa": False})
     fixed, fixed_policy = run_with_policy(sc, engine.SimConfig(settings=off))
-    laddered, policy = run_with_policy(sc, engine.SimConfig(settings=ControllerSettings()))
+    # The raise alone: with forecast.make_up_shortfall the load 0.85 left uncovered on the first day is
+    # owed, and only a rung that served better than the HPA (here none) is taken until it is made up
+    # (test_after_serving_worse_than_the_hpa_the_policy_stays_on_the_hpa_rung_until_a_quantile_makes_it_up).
+    laddered, policy = run_with_policy(sc, engine.SimConfig(settings=ControllerSettings(forecast={"make_up_shortfall": False})))
 
     assert {q for _, q in fixed_policy.quantile_history} <= {0.85}
     chosen = [q for _, q in policy.quantile_history]
@@ -146,9 +158,33 @@ def test_where_no_quantile_serves_jumps_as_well_as_the_hpa_the_policy_scales_as_
     switched = int(np.searchsorted(sc.times, policy.quantile_history[0][0]))
     assert np.isnan(policy.forecast_band["quantile"][switched:]).all()
     assert fallen.score.unserved_pct <= hpa.unserved_pct and fallen.score.pod_hours <= hpa.pod_hours
-    # the rest of the first day was the forecast's: the counts differ before the switch only
-    hpa_ready = engine.run(sc, "hpa", engine.SimConfig()).ready
-    assert not np.array_equal(fallen.ready[:switched], hpa_ready[:switched])
+    # the rest of the first day was the forecast's: the counts differ before the switch only; from
+    # it on, the real pods are the HPA's tick for tick (the HPA rung takes over the reference HPA's
+    # history; a new HPA object would hold the forecast's count through its scale-down window)
+    alone = engine.run(sc, "hpa", engine.SimConfig())
+    assert not np.array_equal(fallen.ready[:switched], alone.ready[:switched])
+    assert np.array_equal((fallen.ready + fallen.starting)[switched:], (alone.ready + alone.starting)[switched:])
+
+
+def test_after_serving_worse_than_the_hpa_the_policy_stays_on_the_hpa_rung_until_a_quantile_makes_it_up():
+    from controller.settings import ControllerSettings
+
+    # Day 0 has 40% jumps no quantile serves as the HPA does; days 1 and 2 are flat and every side serves them.
+    jumps = sudden_jumps(days=1, factor=1.4)
+    flat = np.full(2 * 5760, float(np.median(jumps)))
+    sc = make_scenario(np.concatenate([jumps, flat]))
+    one_day = {"reference_days": 1}
+    forgets, forgetting = run_with_policy(sc, engine.SimConfig(settings=ControllerSettings(forecast={**one_day, "make_up_shortfall": False})))
+    owes, owing = run_with_policy(sc, engine.SimConfig(settings=ControllerSettings(forecast=one_day)))
+
+    # both fall back at the end of day 0; on the choice of the last day alone the forecast comes back
+    # after a flat day, while the load owed keeps the HPA rung
+    assert np.isnan(forgetting.quantile_history[0][1]) and forgetting.quantile_history[1][1] == 0.85
+    assert all(np.isnan(q) for _, q in owing.quantile_history) and len(owing.quantile_history) == 3
+    assert owing.balance.uncovered > 0 and forgetting.balance == Tally()
+    assert owing.reference_memory().balance == owing.balance  # the state annotation keeps it
+    assert any("left more load uncovered than the HPA would have" in m for m in owing.messages)
+    assert owes.score.pod_hours > forgets.score.pod_hours  # it pays for the HPA's headroom on the flat days
 
 
 def test_on_a_predictable_cycle_the_configured_quantile_is_kept():

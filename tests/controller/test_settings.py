@@ -878,6 +878,9 @@ def test_empty_quantile_ladders_without_the_hpa_rung_turn_the_hpa_reference_off(
     assert reference.hpa.target_utilization_ratio == 0.7 and reference.hpa.max_replicas == 100
     assert reference.score_delay_seconds == 45.0 and reference.slack == 0.0
     assert policies.reference_params(load("metrics:\n  trail_seconds: 75\n"), workload).score_delay_seconds == 75.0
+    assert reference.make_up
+    assert not policies.reference_params(load("forecast:\n  make_up_shortfall: false\n"), workload).make_up
+    assert [p.path for p in problems_of("forecast:\n  make_up_shortfall: maybe\n")] == ["forecast.make_up_shortfall"]
 
 
 def test_the_metric_trail_is_a_bounded_number_of_seconds():
