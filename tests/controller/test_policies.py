@@ -485,6 +485,21 @@ def test_a_gap_longer_than_a_period_closes_one_day_not_one_per_tick():
     assert policy._period_end % 3600.0 == 0.0
 
 
+def test_after_skipped_ticks_each_observation_is_scored_against_the_last_tick_a_trail_before_it():
+    ports = _Ports(20.0, 30)
+    policy, run = _live_like_policy(ports)
+    run(600)
+    last = ports.t - 15.0
+    assert [t for t, _ in policy._ready_log] == [last - 45.0, last - 30.0, last - 15.0, last]  # every tick: 45 s back
+    ports.t += 2 * 15.0  # two ticks missed: the next reconcile is 45 s after the last one
+    run(15.0)
+    now = ports.t - 15.0
+    assert now == last + 45.0 and [t for t, _ in policy._ready_log] == [last, now]  # the tick 45 s back, not three ticks back
+    ports.t += 15.0  # one more missed: 30 s after it, so 45 s back falls between two ticks
+    run(15.0)
+    assert [t for t, _ in policy._ready_log] == [last, now, now + 30.0]  # the last tick at or before it
+
+
 class _Frozen(_Ports):
     """Pods that something else holds at a count: the policy only recommends."""
 
