@@ -180,6 +180,12 @@ def choose_rung(
         slack: uncovered load up to this share of the observed load counts as no worse; none by
             default (``ReferenceParams.slack``).
         hpa_rung: when no rung qualifies, choose the HPA (``len(quantiles)``) rather than rung 0.
+        balance: the real pods' tally minus the HPA's since the controller started
+            (``ReferenceParams.make_up``). While its ``uncovered`` is above 0 the real pods owe
+            load, and only a rung that left less uncovered than the HPA over ``days``, at no more
+            pod-seconds than the HPA's plus those saved (``-balance.pod_seconds``), qualifies: the
+            cheapest that makes up all that is owed, else the one that left least uncovered;
+            with none, as when no rung qualifies. ``None``: the days alone decide.
 
     Returns:
         The rung's index; 0 when there are no days; when no rung qualifies, 0 or with
@@ -245,6 +251,9 @@ class ReferenceParams:
             at the end of a ramp is load the real pods would have left unserved. Until the
             fifteenth round it was 1e-5, when each observation was scored against the pods of
             its own tick and such shortfalls were mostly the metric's lag (docs/policy.md).
+        make_up: keep the real pods' balance against the HPA and, while they owe uncovered load,
+            take only a rung that served better than the HPA (``choose_rung``'s ``balance``;
+            ``forecast.make_up_shortfall``).
     """
 
     quantiles: tuple[float, ...]
