@@ -344,7 +344,10 @@ class PredictivePolicy:
         self._levels = tuple(sorted({params.interval[0], params.interval[1], params.widened_quantile, 0.5, *rungs}))
         self._rung_params = rung_params(params, rungs, lean=reference is not None and reference.lean)
         self._reference = reference
-        self.rung = 0
+        # With ``make_up`` and the HPA rung, the first period is the HPA's: a shortfall of a forecast
+        # no day has vetted yet would be owed, and where the HPA never leaves load uncovered no rung
+        # could ever make it up.
+        self.rung = len(rungs) if reference is not None and reference.hpa_rung and reference.make_up else 0
         #: The real pods' tally minus the reference HPA's, over every completed period (``choose_rung``'s balance).
         self.balance = baseline.Tally()
         self._real_hpa: ControllerState | None = None  # the HPA's syncs on the real pods, on the HPA rung
@@ -430,7 +433,9 @@ class PredictivePolicy:
         decision = result.decisions[0]
         days = self._reference.days
         last = f"over the last {days} day{'s' if days > 1 else ''}"
-        if self.balance.uncovered > 0:
+        if not self._days:
+            why = "hpa rung: the first day is scaled as the HPA while every quantile is scored beside it"
+        elif self.balance.uncovered > 0:
             owed = self.balance.uncovered / 3600
             why = (
                 f"hpa rung: the pods left more load uncovered than the HPA would have (by {owed:.3g} load-hours in all),"
