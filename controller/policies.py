@@ -344,10 +344,7 @@ class PredictivePolicy:
         self._levels = tuple(sorted({params.interval[0], params.interval[1], params.widened_quantile, 0.5, *rungs}))
         self._rung_params = rung_params(params, rungs, lean=reference is not None and reference.lean)
         self._reference = reference
-        # With ``make_up`` and the HPA rung, the first period is the HPA's: a shortfall of a forecast
-        # no day has vetted yet would be owed, and where the HPA never leaves load uncovered no rung
-        # could ever make it up.
-        self.rung = len(rungs) if reference is not None and reference.hpa_rung and reference.make_up else 0
+        self.rung = 0
         #: The real pods' tally minus the reference HPA's, over every completed period (``choose_rung``'s balance).
         self.balance = baseline.Tally()
         self._real_hpa: ControllerState | None = None  # the HPA's syncs on the real pods, on the HPA rung
@@ -433,9 +430,7 @@ class PredictivePolicy:
         decision = result.decisions[0]
         days = self._reference.days
         last = f"over the last {days} day{'s' if days > 1 else ''}"
-        if not self._days:
-            why = "hpa rung: the first day is scaled as the HPA while every quantile is scored beside it"
-        elif self.balance.uncovered > 0:
+        if self.balance.uncovered > 0:
             owed = self.balance.uncovered / 3600
             why = (
                 f"hpa rung: the pods left more load uncovered than the HPA would have (by {owed:.3g} load-hours in all),"
@@ -551,7 +546,10 @@ class PredictivePolicy:
         self._today = (hpa_tally, tallies, day_load)
 
         if now >= self._period_end:
-            if ref.make_up:
+            # The first day is not counted: the configured quantile ran on a forecast no day had vetted,
+            # by no choice the balance could correct, and owing its shortfall would hold a workload the
+            # HPA never underserves on the HPA rung for good (no rung can serve better than nothing uncovered).
+            if ref.make_up and self._days:
                 used = hpa_tally if self.hpa_mode else tallies[self.rung]
                 self.balance = baseline.Tally(
                     self.balance.pod_seconds + used.pod_seconds - hpa_tally.pod_seconds,

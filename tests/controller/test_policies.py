@@ -153,23 +153,17 @@ def test_where_no_quantile_serves_jumps_as_well_as_the_hpa_the_policy_scales_as_
 
     assert [q for _, q in kept_policy.quantile_history] == [0.85] * 4  # no rung qualified on any day
     assert kept.score.unserved_pct > 10 * hpa.unserved_pct
-    # the HPA rung from the first tick on (the first day's, then each day's choice): every tick is the HPA's own sync
+    # from the first day's end on, the HPA rung: every later tick is the HPA's own sync
     assert all(np.isnan(q) for _, q in policy.quantile_history) and policy.hpa_mode and np.isnan(policy.quantile)
-    assert np.isnan(policy.forecast_band["quantile"]).all()
-    assert "the first day is scaled as the HPA" in policy.messages[0]
-    assert "no quantile was no worse than the HPA on both" in policy.messages[-1]
+    switched = int(np.searchsorted(sc.times, policy.quantile_history[0][0]))
+    assert np.isnan(policy.forecast_band["quantile"][switched:]).all()
     assert fallen.score.unserved_pct <= hpa.unserved_pct and fallen.score.pod_hours <= hpa.pod_hours
-    # with forecast.make_up_shortfall the first day is the HPA's too: the whole run is the HPA's, tick for tick
-    alone = engine.run(sc, "hpa", engine.SimConfig())
-    assert np.array_equal(fallen.ready + fallen.starting, alone.ready + alone.starting)
-    # without it the first day is the forecast's: the counts differ before the switch only; from it
-    # on the real pods are the HPA's tick for tick (the HPA rung takes over the reference HPA's
+    # the rest of the first day was the forecast's: the counts differ before the switch only; from
+    # it on, the real pods are the HPA's tick for tick (the HPA rung takes over the reference HPA's
     # history; a new HPA object would hold the forecast's count through its scale-down window)
-    late, late_policy = run_with_policy(sc, engine.SimConfig(settings=ControllerSettings(forecast={"make_up_shortfall": False})))
-    switched = int(np.searchsorted(sc.times, late_policy.quantile_history[0][0]))
-    assert np.isnan(late_policy.quantile_history[0][1]) and switched > 5000
-    assert not np.array_equal(late.ready[:switched], alone.ready[:switched])
-    assert np.array_equal((late.ready + late.starting)[switched:], (alone.ready + alone.starting)[switched:])
+    alone = engine.run(sc, "hpa", engine.SimConfig())
+    assert not np.array_equal(fallen.ready[:switched], alone.ready[:switched])
+    assert np.array_equal((fallen.ready + fallen.starting)[switched:], (alone.ready + alone.starting)[switched:])
 
 
 def test_after_serving_worse_than_the_hpa_the_policy_stays_on_the_hpa_rung_until_a_quantile_makes_it_up():
@@ -206,15 +200,11 @@ def test_a_restarted_policy_continues_its_choice_of_quantile_from_the_state_anno
     from controller.domain import ControllerState
     from controller.settings import ControllerSettings
 
-    # Without forecast.make_up_shortfall, whose first day on the HPA rung would hide the difference
-    # between a fresh start and a resumed one; the balance it keeps is restored as the rung is
-    # (test_memory_of_another_ladder_is_not_used, and the annotation's round trip in test_statecodec).
-    settings = ControllerSettings(forecast={"make_up_shortfall": False})
     load = sudden_jumps()
     half = 2 * 5760
     before = Scenario(name="before", times=15.0 * np.arange(half + 1), demand=load[: half + 1])
     after = Scenario(name="after", times=15.0 * np.arange(half, load.size), demand=load[half:])
-    _, first = run_with_policy(before, engine.SimConfig(settings=settings))
+    _, first = run_with_policy(before, engine.SimConfig(settings=ControllerSettings()))
     memory = first.reference_memory()
     assert memory is not None and len(memory.days) == 2 and memory.quantiles == (0.85, 0.975, 0.7, 0.6, 0.5) and memory.lean
     # raised after the jumps: to 0.975, or to the HPA rung (NaN) on a day where even 0.975 left more uncovered
@@ -230,8 +220,8 @@ def test_a_restarted_policy_continues_its_choice_of_quantile_from_the_state_anno
         return policy
 
     holder = {}
-    resumed = engine.run(after, "scaleahead", engine.SimConfig(settings=settings), builder=restart)
-    fresh, fresh_policy = run_with_policy(after, engine.SimConfig(settings=settings))
+    resumed = engine.run(after, "scaleahead", engine.SimConfig(settings=ControllerSettings()), builder=restart)
+    fresh, fresh_policy = run_with_policy(after, engine.SimConfig(settings=ControllerSettings()))
     # the fresh start provisions at 0.85 until its first day ends; the restarted one goes on at the rung it had
     assert fresh.forecast["quantile"][0] == 0.85 and fresh_policy.quantile_history[0][0] == after.times[0] + 86400
     head = resumed.forecast["quantile"][: 5760 - 1]
@@ -251,14 +241,13 @@ def test_memory_of_another_ladder_is_not_used():
     day = (Tally(10.0, 1.0), (Tally(9.0, 2.0), Tally(10.0, 0.5)), 100.0)
     problem = policy.restore_reference(ReferenceMemory((0.85, 0.975), 1, (day,), 86400.0))
     assert "0.975" in problem and "0.99" in problem
-    # it starts as a fresh policy does: on the HPA rung for the first day (forecast.make_up_shortfall)
-    assert policy.hpa_mode and policy.reference_memory() is None
+    assert policy.quantile == 0.85 and policy.reference_memory() is None
     ladder = (0.85, 0.95, 0.99, 0.7, 0.6, 0.5)
     assert "rung 7" in policy.restore_reference(ReferenceMemory(ladder, 7, (), 86400.0, lean=True))
     assert "tallies" in policy.restore_reference(ReferenceMemory(ladder, 1, (day,), 86400.0, lean=True))
     # the same quantiles with a plain lowest rung: learnt on other decisions
     assert "plain lowest rung" in policy.restore_reference(ReferenceMemory(ladder, 1, (), 86400.0))
-    assert policy.hpa_mode
+    assert policy.quantile == 0.85
     assert policy.restore_reference(ReferenceMemory(ladder, 5, (), 86400.0, lean=True, balance=Tally(-60.0, 2.5))) is None
     assert policy.quantile == 0.5 and policy.balance == Tally(-60.0, 2.5)
     # rung 6, one past the quantiles, is the HPA rung (forecast.fallback_to_hpa, on by default)
@@ -285,8 +274,7 @@ def test_where_the_forecast_quantile_holds_more_pods_than_the_hpa_the_policy_low
     hpa = engine.run(sc, "hpa", engine.SimConfig(**cfg)).score
     off = ControllerSettings(forecast={"raise_quantile_to": [], "lower_quantile_to": [], "lean_quantile": None, "fallback_to_hpa": False})
     fixed, fixed_policy = run_with_policy(sc, engine.SimConfig(**cfg, settings=off))
-    # (without forecast.make_up_shortfall, which would start on the HPA rung: the switch from 0.85 is checked below)
-    lowering = ControllerSettings(forecast={"lower_quantile_to": [0.75, 0.7], "make_up_shortfall": False})
+    lowering = ControllerSettings(forecast={"lower_quantile_to": [0.75, 0.7]})
     lowered, policy = run_with_policy(sc, engine.SimConfig(**cfg, settings=lowering))
 
     assert {q for _, q in fixed_policy.quantile_history} <= {0.85}
@@ -450,15 +438,14 @@ class _Ports:
         return None
 
 
-def _live_like_policy(ports, *, period_seconds=3600.0, forecast=None):
+def _live_like_policy(ports, *, period_seconds=3600.0):
     import asyncio
 
     from controller import policies
     from controller.domain import WorkloadRef
     from controller.settings import ControllerSettings, WorkloadSettings
 
-    settings = ControllerSettings(forecast=forecast or {})
-    options = policies.predictive_options(settings, WorkloadSettings(namespace="ns", name="w"), tick_seconds=15.0)
+    options = policies.predictive_options(ControllerSettings(), WorkloadSettings(namespace="ns", name="w"), tick_seconds=15.0)
     kwargs = dict(options.kwargs, first_fit_seconds=1800.0)
     kwargs["reference"] = dataclasses.replace(kwargs["reference"], period_seconds=period_seconds)
     policy = policies.PredictivePolicy(policies.PolicyPorts(ports, ports, ports, ports), options.params, **kwargs)
@@ -523,15 +510,12 @@ class _Frozen(_Ports):
 
 
 def test_in_recommend_mode_the_rung_in_use_is_scored_as_a_counterfactual_not_on_pods_it_does_not_drive():
-    # Both start at 0.85 (forecast.make_up_shortfall would start them on the HPA rung, and the follower's
-    # rung 0 would then start from the pods the HPA held when it is taken, not from its own counterfactual).
-    starts_at_085 = {"make_up_shortfall": False}
     held = _Frozen(20.0, 40)  # 40 pods held by hand for a load of 20
-    policy, run = _live_like_policy(held, forecast=starts_at_085)
+    policy, run = _live_like_policy(held)
     policy.acting = False
     run(3 * 3600 + 15)
     free = _Ports(20.0, 40)  # the same load, pods that follow the policy
-    follower, run_free = _live_like_policy(free, forecast=starts_at_085)
+    follower, run_free = _live_like_policy(free)
     run_free(3 * 3600 + 15)
 
     held_days, free_days = [d[1][0].pod_seconds for d in policy._days], [d[1][0].pod_seconds for d in follower._days]
