@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from controller.decide.baseline import Tally
+from controller.settings import ControllerSettings
 from controller.sim import engine
 from controller.sim.scenario import Scenario
 
@@ -187,6 +188,18 @@ def test_after_serving_worse_than_the_hpa_the_policy_stays_on_the_hpa_rung_until
     assert owing.reference_memory().balance == owing.balance  # the state annotation keeps it
     assert any("left more load uncovered than the HPA would have" in m for m in owing.messages)
     assert owes.score.pod_hours > forgets.score.pod_hours  # it pays for the HPA's headroom on the flat days
+
+
+def test_the_first_days_shortfall_is_not_owed():
+    # The same 40% jumps on day 0, when the configured quantile runs on a forecast no day has vetted:
+    # it falls back to the HPA rung at its end, and comes back after a flat day (had day 0 been owed,
+    # nothing could make it up on flat days, where the HPA leaves nothing uncovered, and it would stay).
+    jumps = sudden_jumps(days=1, factor=1.4)[:-1]
+    sc = make_scenario(np.concatenate([jumps, np.full(2 * 5760 + 1, float(np.median(jumps)))]))
+    _, policy = run_with_policy(sc, engine.SimConfig(settings=ControllerSettings(forecast={"reference_days": 1})))
+    chosen = [q for _, q in policy.quantile_history]
+    assert np.isnan(chosen[0]) and chosen[1] == 0.85
+    assert policy.balance.uncovered == 0 and policy.balance.pod_seconds < 0  # day 2 at 0.85: as served, fewer pods
 
 
 def test_on_a_predictable_cycle_the_configured_quantile_is_kept():
