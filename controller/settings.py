@@ -317,8 +317,9 @@ class ForecastSettings(_Settings):
     make_up_shortfall: bool = Field(
         True,
         description=(
-            "Keep a running balance, since the controller started, of the load the real pods left uncovered minus"
-            " what the HPA's calculation beside them left uncovered. While the real pods owe load, take at a"
+            "Keep a running balance, from the end of the controller's first day on, of the load the real pods left"
+            " uncovered minus what the HPA's calculation beside them left uncovered (the first day, on a forecast"
+            " no day has vetted yet, is not counted). While the real pods owe load, take at a"
             " day's end only a rung that over the last `reference_days` days left less uncovered than the HPA, at no"
             " more pod-hours than the HPA's and those the real pods saved against it so far (the cheapest that"
             " makes up all they owe, else the one that served best); with none, the HPA rung (`fallback_to_hpa`)"
