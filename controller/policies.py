@@ -551,10 +551,7 @@ class PredictivePolicy:
             # HPA never underserves on the HPA rung for good (no rung can serve better than nothing uncovered).
             if ref.make_up and self._days:
                 used = hpa_tally if self.hpa_mode else tallies[self.rung]
-                self.balance = baseline.Tally(
-                    self.balance.pod_seconds + used.pod_seconds - hpa_tally.pod_seconds,
-                    self.balance.uncovered + used.uncovered - hpa_tally.uncovered,
-                )
+                self.balance = self.balance + used - hpa_tally
             self._days = [*self._days, self._today][-ref.days :]
             self._today = (baseline.Tally(), [baseline.Tally()] * len(self._rung_params), 0.0)
             while self._period_end <= now:  # after a gap longer than a period: the next boundary ahead

@@ -113,6 +113,10 @@ class Tally:
     def __add__(self, other: Tally) -> Tally:
         return Tally(self.pod_seconds + other.pod_seconds, self.uncovered + other.uncovered)
 
+    def __sub__(self, other: Tally) -> Tally:
+        """A difference of tallies (a balance; either part may be negative)."""
+        return Tally(self.pod_seconds - other.pod_seconds, self.uncovered - other.uncovered)
+
 
 Day = tuple[Tally, tuple[Tally, ...], float]
 """One past day: the HPA's tally, each rung's tally (the configured quantile first) and the observed load."""
@@ -198,12 +202,11 @@ def choose_rung(
     load = sum(load for _, _, load in days)
     totals = [sum((rungs[i] for _, rungs, _ in days), Tally()) for i in range(n)]
     none = len(quantiles) if hpa_rung else 0
-    owed = 0.0 if balance is None else balance.uncovered
-    if owed > 0:
+    if balance is not None and balance.uncovered > 0:
         # The real pods left more uncovered than the HPA would have: only a rung that served
         # better than the HPA makes up for it, at no more pods than the HPA's and those the real
         # pods saved against it so far.
-        spare = max(0.0, -balance.pod_seconds) if balance is not None else 0.0
+        owed, spare = balance.uncovered, max(0.0, -balance.pod_seconds)
         repays = [
             i for i in range(n) if totals[i].uncovered < hpa_total.uncovered and totals[i].pod_seconds <= hpa_total.pod_seconds + spare
         ]
