@@ -7,6 +7,11 @@ to a temporary file, and simulated through the real command,
 figure is the wall time of that whole process (start-up, reading, simulating,
 scoring) and the ``wall_seconds`` the run reports for the simulation itself.
 
+The machine's own speed varies from day to day (the same code took 51 s one evening and
+68 s the next, docs/benchmarks.md), so before the runs the script also times two fixed
+reference loops, one of Python arithmetic and one of small numpy operations (the kinds a
+tick is made of): figures of days whose references differ are not comparable.
+
 Usage: python benchmarks/sim_speed.py [--traces-dir ../shared/traces] [--policy hpa] [--repeat 3]
 """
 
@@ -43,6 +48,24 @@ def build_trace(source: Path, out: Path) -> int:
     return n
 
 
+def reference_seconds(repeat: int = 3) -> tuple[float, float]:
+    """The median wall seconds of two fixed loops: 10**7 Python multiply-adds, and 10**5
+    rounds of small numpy operations on a 14-point array (a sort, a max and an add)."""
+    python, small = [], []
+    a = np.linspace(0.0, 1.0, 14)
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        s = 0
+        for i in range(10**7):
+            s += i * i
+        python.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for _ in range(10**5):
+            np.sort(a).max() + (a + 1.0)[0]
+        small.append(time.perf_counter() - t0)
+    return statistics.median(python), statistics.median(small)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--traces-dir", default=str(ROOT.parent / "shared" / "traces"))
@@ -53,6 +76,7 @@ def main() -> int:
     if not source.exists():
         print(f"missing {source}: pass --traces-dir", file=sys.stderr)
         return 2
+    python_ref, numpy_ref = reference_seconds()
     with tempfile.TemporaryDirectory() as tmp:
         trace = Path(tmp) / "nasa_30d_1min.csv"
         n = build_trace(source, trace)
@@ -65,6 +89,7 @@ def main() -> int:
             sims.append(json.loads(out.stdout.splitlines()[0])["wall_seconds"])
     print(f"trace: NASA-HTTP Jul 1995 wrapped to {DAYS} days at {STEP}-s step ({n} points, {n * STEP // 15} ticks of 15 s)")
     print(f"policy: {args.policy}; runs: {args.repeat}")
+    print(f"machine reference: python loop {python_ref:.2f} s, small numpy loop {numpy_ref:.2f} s (medians of 3, before the runs)")
     print(f"process wall seconds: median {statistics.median(walls):.2f} (min {min(walls):.2f}, max {max(walls):.2f})")
     print(f"simulation wall_seconds: median {statistics.median(sims):.2f}")
     return 0
