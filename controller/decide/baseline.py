@@ -259,7 +259,7 @@ class ReferenceParams:
             fifteenth round it was 1e-5, when each observation was scored against the pods of
             its own tick and such shortfalls were mostly the metric's lag (docs/policy.md).
         make_up: keep the real pods' balance against the HPA and, while they owe uncovered load,
-            take only a rung that served better than the HPA (``choose_rung``'s ``balance``;
+            take only a rung that would have made all of it up (``choose_rung``'s ``balance``;
             ``forecast.make_up_shortfall``).
     """
 
