@@ -187,9 +187,9 @@ def choose_rung(
         balance: the real pods' tally minus the HPA's since the controller started
             (``ReferenceParams.make_up``). While its ``uncovered`` is above 0 the real pods owe
             load, and only a rung that left less uncovered than the HPA over ``days``, at no more
-            pod-seconds than the HPA's plus those saved (``-balance.pod_seconds``), and that would
-            have made up all that is owed, qualifies: the cheapest of them; with none, as when no
-            rung qualifies. ``None``: the days alone decide.
+            pod-seconds than the HPA's plus those saved (``-balance.pod_seconds``), qualifies: the
+            cheapest that makes up all that is owed, else the one that left least uncovered;
+            with none, as when no rung qualifies. ``None``: the days alone decide.
 
     Returns:
         The rung's index; 0 when there are no days; when no rung qualifies, 0 or with
@@ -203,21 +203,17 @@ def choose_rung(
     totals = [sum((rungs[i] for _, rungs, _ in days), Tally()) for i in range(n)]
     none = len(quantiles) if hpa_rung else 0
     if balance is not None and balance.uncovered > 0:
-        # The real pods left more uncovered than the HPA would have: only a rung that would have
-        # made all of it up (left that much less uncovered than the HPA), at no more pods than the
-        # HPA's and those the real pods saved against it so far. Not one that makes up part of it:
-        # that served better than the HPA by a hair on a day the HPA missed a little, which says
-        # little about the next day (on ASG at 30 s such a rung then held 30 pod-hours more than
-        # the HPA on the flat stretch at the end; docs/policy.md, seventeenth round).
+        # The real pods left more uncovered than the HPA would have: only a rung that served
+        # better than the HPA makes up for it, at no more pods than the HPA's and those the real
+        # pods saved against it so far.
         owed, spare = balance.uncovered, max(0.0, -balance.pod_seconds)
-        full = [
-            i
-            for i in range(n)
-            if totals[i].uncovered < hpa_total.uncovered  # an owed amount below the float resolution is no excuse
-            and totals[i].uncovered + owed <= hpa_total.uncovered
-            and totals[i].pod_seconds <= hpa_total.pod_seconds + spare
+        repays = [
+            i for i in range(n) if totals[i].uncovered < hpa_total.uncovered and totals[i].pod_seconds <= hpa_total.pod_seconds + spare
         ]
-        return min(full, key=lambda i: totals[i].pod_seconds, default=none)
+        full = [i for i in repays if totals[i].uncovered + owed <= hpa_total.uncovered]
+        if full:
+            return min(full, key=lambda i: totals[i].pod_seconds)
+        return min(repays, key=lambda i: totals[i].uncovered, default=none)
     cheap = [t.pod_seconds <= hpa_total.pod_seconds for t in totals]
     serves = [t.uncovered <= hpa_total.uncovered + slack * load for t in totals]
     if cheap[0] and serves[0]:
@@ -259,7 +255,7 @@ class ReferenceParams:
             fifteenth round it was 1e-5, when each observation was scored against the pods of
             its own tick and such shortfalls were mostly the metric's lag (docs/policy.md).
         make_up: keep the real pods' balance against the HPA and, while they owe uncovered load,
-            take only a rung that would have made all of it up (``choose_rung``'s ``balance``;
+            take only a rung that served better than the HPA (``choose_rung``'s ``balance``;
             ``forecast.make_up_shortfall``).
     """
 

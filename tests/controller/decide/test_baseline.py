@@ -107,7 +107,7 @@ def test_the_choice_is_on_the_totals_of_the_days_not_on_each_day():
     assert choose_rung([bad_day, good_day], UP[:2], slack=0.0) == 1
 
 
-def test_while_the_real_pods_owe_uncovered_load_only_a_rung_that_would_have_made_it_all_up_at_no_more_pods_is_taken():
+def test_while_the_real_pods_owe_uncovered_load_only_a_rung_that_served_better_at_no_more_pods_is_taken():
     # Over the window rung 0 matched the HPA (0 uncovered at fewer pods) and 0.975 served better.
     day = (tally(100, 4), [tally(90, 4), tally(99, 1), tally(120, 0)], 1e6)
     assert choose_rung([day], UP, hpa_rung=True) == 0  # nothing owed: the configured quantile
@@ -115,20 +115,16 @@ def test_while_the_real_pods_owe_uncovered_load_only_a_rung_that_would_have_made
     assert choose_rung([day], UP, hpa_rung=True, balance=tally(-50, -3)) == 0  # a surplus is not spent
     # owing 3: rung 0 would not make it up; 0.9 would (1 + 3 <= 4); 0.975 served better still but held more pods than the HPA
     assert choose_rung([day], UP, hpa_rung=True, balance=tally(0, 3)) == 1
-    # owing 4: 0.975 would make it all up (0 + 4 <= 4) but holds 20 pod-seconds more than the HPA
-    assert choose_rung([day], UP, hpa_rung=True, balance=tally(0, 4)) == len(UP)
-    # with 30 pod-seconds saved against the HPA, those 20 are affordable
-    assert choose_rung([day], UP, hpa_rung=True, balance=tally(-30, 4)) == 2
-    assert choose_rung([day], UP, hpa_rung=True, balance=tally(-19, 4)) == len(UP)
+    # owing 5: none makes it all up; the one that served best of those at no more pods makes some up
+    assert choose_rung([day], UP, hpa_rung=True, balance=tally(0, 5)) == 1
+    # with 30 pod-seconds saved against the HPA, 0.975's 20 more are affordable: it serves best
+    assert choose_rung([day], UP, hpa_rung=True, balance=tally(-30, 5)) == 2
+    assert choose_rung([day], UP, hpa_rung=True, balance=tally(-19, 5)) == 1
     assert choose_rung([day], UP, hpa_rung=True, balance=tally(-30, 3)) == 1  # both make it all up: the cheaper
-    # owing 5: 0.9 would make up 3 of it and 0.975 4, none all of it: the HPA rung (without it, rung 0)
-    assert choose_rung([day], UP, hpa_rung=True, balance=tally(-30, 5)) == len(UP)
-    assert choose_rung([day], UP, balance=tally(-30, 5)) == 0
     cheap = (tally(100, 4), [tally(90, 2), tally(95, 1), tally(99, 0.5)], 1e6)
     assert choose_rung([cheap], UP, hpa_rung=True, balance=tally(0, 2)) == 0  # 2 + 2 <= 4: the cheapest that makes it all up
     assert choose_rung([cheap], UP, hpa_rung=True, balance=tally(0, 3)) == 1  # 1 + 3 <= 4
-    assert choose_rung([cheap], UP, hpa_rung=True, balance=tally(0, 3.5)) == 2  # 0.5 + 3.5 <= 4
-    assert choose_rung([cheap], UP, hpa_rung=True, balance=tally(0, 9)) == len(UP)  # none makes it all up
+    assert choose_rung([cheap], UP, hpa_rung=True, balance=tally(0, 9)) == 2  # none does: the best served
     # where the HPA left nothing uncovered nothing can make up for it: the HPA rung (or, without it, rung 0)
     none = (tally(100, 0), [tally(90, 0), tally(95, 0), tally(99, 0)], 1e6)
     assert choose_rung([none], UP, hpa_rung=True, balance=tally(0, 1e-9)) == len(UP)
