@@ -83,7 +83,7 @@ def test_every_decision_goes_through_the_actuator_and_is_recorded():
 def test_the_simulator_and_the_live_loop_build_the_same_policy_from_one_set_of_settings():
     from controller.loop import build_predictive_policy
     from controller.policies import PolicyPorts
-    from controller.settings import ControllerSettings, WorkloadSettings
+    from controller.settings import WorkloadSettings
 
     settings = ControllerSettings.model_validate({
         "metrics": {"lag_seconds": 30},
@@ -121,7 +121,6 @@ def sudden_jumps(days=4, seed=1, factor=1.25) -> np.ndarray:
 
 
 def test_where_the_hpas_headroom_serves_sudden_jumps_better_the_policy_raises_its_quantile():
-    from controller.settings import ControllerSettings
 
     sc = make_scenario(sudden_jumps())
     hpa = engine.run(sc, "hpa", engine.SimConfig())
@@ -143,7 +142,6 @@ def test_where_the_hpas_headroom_serves_sudden_jumps_better_the_policy_raises_it
 
 
 def test_where_no_quantile_serves_jumps_as_well_as_the_hpa_the_policy_scales_as_the_hpa():
-    from controller.settings import ControllerSettings
 
     # Jumps of 40% (not 25%): even 0.975 leaves more uncovered than the HPA's fixed headroom.
     sc = make_scenario(sudden_jumps(factor=1.4))
@@ -168,7 +166,6 @@ def test_where_no_quantile_serves_jumps_as_well_as_the_hpa_the_policy_scales_as_
 
 
 def test_after_serving_worse_than_the_hpa_the_policy_stays_on_the_hpa_rung_until_a_quantile_makes_it_up():
-    from controller.settings import ControllerSettings
 
     # Day 1 has 40% jumps no quantile serves as the HPA does; days 0, 2 and 3 are flat and every side serves them.
     jumps = sudden_jumps(days=1, factor=1.4)[:-1]
@@ -211,7 +208,6 @@ def test_on_a_predictable_cycle_the_configured_quantile_is_kept():
 def test_a_restarted_policy_continues_its_choice_of_quantile_from_the_state_annotation():
     from controller import statecodec
     from controller.domain import ControllerState
-    from controller.settings import ControllerSettings
 
     load = sudden_jumps()
     half = 2 * 5760
@@ -246,7 +242,6 @@ def test_a_restarted_policy_continues_its_choice_of_quantile_from_the_state_anno
 def test_memory_of_another_ladder_is_not_used():
     from controller.decide.baseline import ReferenceMemory, Tally
     from controller.policies import PolicyPorts
-    from controller.settings import ControllerSettings
 
     ports = PolicyPorts(clock=None, metrics=None, pods=None, actuator=None)
     cfg = engine.SimConfig(settings=ControllerSettings(forecast={"raise_quantile_to": [0.95, 0.99]}))
@@ -278,7 +273,6 @@ def noisy_flat(days=3, sigma=0.3, seed=2) -> np.ndarray:
 
 
 def test_where_the_forecast_quantile_holds_more_pods_than_the_hpa_the_policy_lowers_it():
-    from controller.settings import ControllerSettings
 
     # At 300 s startup the noise makes the 0.85 quantile of the load five minutes ahead cost more
     # than the HPA's fixed headroom (while serving far better); a lower rung is no worse on both.
@@ -374,7 +368,6 @@ def test_the_lean_rung_provisions_its_quantile_at_full_utilisation_without_the_p
 
 def test_at_the_lean_rung_the_policy_holds_fewer_pods_than_at_the_same_quantile_with_its_margins():
     from controller.decide.baseline import ReferenceMemory
-    from controller.settings import ControllerSettings
 
     # Both policies start at the rung 0.5 (restored memory, so the whole run is at it): the default
     # ladder's lean rung, and a ladder whose lowest rung is a plain 0.5.
@@ -456,7 +449,7 @@ def _live_like_policy(ports, *, period_seconds=3600.0):
 
     from controller import policies
     from controller.domain import WorkloadRef
-    from controller.settings import ControllerSettings, WorkloadSettings
+    from controller.settings import WorkloadSettings
 
     options = policies.predictive_options(ControllerSettings(), WorkloadSettings(namespace="ns", name="w"), tick_seconds=15.0)
     kwargs = dict(options.kwargs, first_fit_seconds=1800.0)
@@ -543,7 +536,6 @@ def test_the_counterfactuals_score_each_observation_against_the_pods_ready_a_met
     ready a trail earlier are never more than now, so the HPA's scale-ups show later and it
     leaves more uncovered than when scored against the pods of the same tick; the pods held are
     counted the same either way."""
-    from controller.settings import ControllerSettings
 
     hours = np.arange(int(1.2 * 5760)) // 480  # a step up every two hours
     sc = make_scenario(10.0 + 10.0 * hours)
