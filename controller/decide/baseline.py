@@ -163,6 +163,11 @@ class ReferenceMemory:
         return None
 
 
+PARTIAL_MAKE_UP = 0.5
+"""The share of the owed load a rung must have made up over the days to be taken when none
+made up all of it (``choose_rung``)."""
+
+
 def choose_rung(
     days: Sequence[Day], quantiles: Sequence[float], *, slack: float = 0.0, hpa_rung: bool = False, balance: Tally | None = None
 ) -> int:
@@ -188,8 +193,9 @@ def choose_rung(
             (``ReferenceParams.make_up``). While its ``uncovered`` is above 0 the real pods owe
             load, and only a rung that left less uncovered than the HPA over ``days``, at no more
             pod-seconds than the HPA's plus those saved (``-balance.pod_seconds``), qualifies: the
-            cheapest that makes up all that is owed, else the one that left least uncovered;
-            with none, as when no rung qualifies. ``None``: the days alone decide.
+            cheapest that makes up all that is owed, else the one that left least uncovered if
+            it made up at least half (``PARTIAL_MAKE_UP``) of what is owed; with none, as when
+            no rung qualifies. ``None``: the days alone decide.
 
     Returns:
         The rung's index; 0 when there are no days; when no rung qualifies, 0 or with
@@ -213,7 +219,13 @@ def choose_rung(
         full = [i for i in repays if totals[i].uncovered + owed <= hpa_total.uncovered]
         if full:
             return min(full, key=lambda i: totals[i].pod_seconds)
-        return min(repays, key=lambda i: totals[i].uncovered, default=none)
+        # A partial make-up only if it repays at least half of the debt: a rung that beat the
+        # HPA by a sliver over the days may be the wrong one for the day to come (eighteenth
+        # round, docs/policy.md).
+        best = min(repays, key=lambda i: totals[i].uncovered, default=None)
+        if best is not None and hpa_total.uncovered - totals[best].uncovered >= PARTIAL_MAKE_UP * owed:
+            return best
+        return none
     cheap = [t.pod_seconds <= hpa_total.pod_seconds for t in totals]
     serves = [t.uncovered <= hpa_total.uncovered + slack * load for t in totals]
     if cheap[0] and serves[0]:

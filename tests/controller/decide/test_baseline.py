@@ -115,7 +115,7 @@ def test_while_the_real_pods_owe_uncovered_load_only_a_rung_that_served_better_a
     assert choose_rung([day], UP, hpa_rung=True, balance=tally(-50, -3)) == 0  # a surplus is not spent
     # owing 3: rung 0 would not make it up; 0.9 would (1 + 3 <= 4); 0.975 served better still but held more pods than the HPA
     assert choose_rung([day], UP, hpa_rung=True, balance=tally(0, 3)) == 1
-    # owing 5: none makes it all up; the one that served best of those at no more pods makes some up
+    # owing 5: none makes it all up; the one that served best of those at no more pods makes up 3, more than half
     assert choose_rung([day], UP, hpa_rung=True, balance=tally(0, 5)) == 1
     # with 30 pod-seconds saved against the HPA, 0.975's 20 more are affordable: it serves best
     assert choose_rung([day], UP, hpa_rung=True, balance=tally(-30, 5)) == 2
@@ -124,7 +124,11 @@ def test_while_the_real_pods_owe_uncovered_load_only_a_rung_that_served_better_a
     cheap = (tally(100, 4), [tally(90, 2), tally(95, 1), tally(99, 0.5)], 1e6)
     assert choose_rung([cheap], UP, hpa_rung=True, balance=tally(0, 2)) == 0  # 2 + 2 <= 4: the cheapest that makes it all up
     assert choose_rung([cheap], UP, hpa_rung=True, balance=tally(0, 3)) == 1  # 1 + 3 <= 4
-    assert choose_rung([cheap], UP, hpa_rung=True, balance=tally(0, 9)) == 2  # none does: the best served
+    # none makes it all up: the best served, if it made up at least half of what is owed (3.5 of 7)
+    assert choose_rung([cheap], UP, hpa_rung=True, balance=tally(0, 7)) == 2
+    # 3.5 of 9 is less than half: the HPA rung (or, without it, rung 0), not a rung that beat the HPA by a sliver
+    assert choose_rung([cheap], UP, hpa_rung=True, balance=tally(0, 9)) == len(UP)
+    assert choose_rung([cheap], UP, balance=tally(0, 9)) == 0
     # where the HPA left nothing uncovered nothing can make up for it: the HPA rung (or, without it, rung 0)
     none = (tally(100, 0), [tally(90, 0), tally(95, 0), tally(99, 0)], 1e6)
     assert choose_rung([none], UP, hpa_rung=True, balance=tally(0, 1e-9)) == len(UP)
