@@ -322,8 +322,8 @@ class ForecastSettings(_Settings):
             " no day has vetted yet, is not counted). While the real pods owe load, take at a"
             " day's end only a rung that over the last `reference_days` days left less uncovered than the HPA, at no"
             " more pod-hours than the HPA's and those the real pods saved against it so far (the cheapest that"
-            " makes up all they owe, else the one that served best); with none, the HPA rung (`fallback_to_hpa`)"
-            " or else `quantile`. false chooses on the last days alone."
+            " makes up all they owe, else the one that served best if it made up at least half); with none, the HPA"
+            " rung (`fallback_to_hpa`) or else `quantile`. false chooses on the last days alone."
         ),
     )
 
