@@ -434,7 +434,7 @@ class PredictivePolicy:
             owed = self.balance.uncovered / 3600
             why = (
                 f"hpa rung: the pods left more load uncovered than the HPA would have (by {owed:.3g} load-hours in all),"
-                f" and no quantile made up at least half of that at no more pods {last}"
+                f" and no quantile made up at least half of that, at no more pods and no worse on any day, {last}"
             )
         else:
             why = f"hpa rung: no quantile was no worse than the HPA on both {last}"

@@ -191,11 +191,12 @@ def choose_rung(
         hpa_rung: when no rung qualifies, choose the HPA (``len(quantiles)``) rather than rung 0.
         balance: the real pods' tally minus the HPA's since the controller started
             (``ReferenceParams.make_up``). While its ``uncovered`` is above 0 the real pods owe
-            load, and only a rung that left less uncovered than the HPA over ``days``, at no more
-            pod-seconds than the HPA's plus those saved (``-balance.pod_seconds``), qualifies: the
-            cheapest that makes up all that is owed, else the one that left least uncovered if
-            it made up at least half (``PARTIAL_MAKE_UP``) of what is owed; with none, as when
-            no rung qualifies. ``None``: the days alone decide.
+            load, and only a rung that left less uncovered than the HPA over ``days``, and no more
+            on any one of them, at no more pod-seconds than the HPA's plus those saved
+            (``-balance.pod_seconds``), qualifies: the cheapest that makes up all that is owed,
+            else the one that left least uncovered if it made up at least half
+            (``PARTIAL_MAKE_UP``) of what is owed; with none, as when no rung qualifies.
+            ``None``: the days alone decide.
 
     Returns:
         The rung's index; 0 when there are no days; when no rung qualifies, 0 or with
@@ -211,10 +212,16 @@ def choose_rung(
     if balance is not None and balance.uncovered > 0:
         # The real pods left more uncovered than the HPA would have: only a rung that served
         # better than the HPA makes up for it, at no more pods than the HPA's and those the real
-        # pods saved against it so far.
+        # pods saved against it so far, and no worse than the HPA on any day of the window (one
+        # burst day that every rung beat by far is no proof that a cheaper one serves the days
+        # after it; nineteenth round, docs/policy.md).
         owed, spare = balance.uncovered, max(0.0, -balance.pod_seconds)
         repays = [
-            i for i in range(n) if totals[i].uncovered < hpa_total.uncovered and totals[i].pod_seconds <= hpa_total.pod_seconds + spare
+            i
+            for i in range(n)
+            if totals[i].uncovered < hpa_total.uncovered
+            and totals[i].pod_seconds <= hpa_total.pod_seconds + spare
+            and all(rungs[i].uncovered <= h.uncovered for h, rungs, _ in days)
         ]
         full = [i for i in repays if totals[i].uncovered + owed <= hpa_total.uncovered]
         if full:

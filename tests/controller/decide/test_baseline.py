@@ -136,6 +136,22 @@ def test_while_the_real_pods_owe_uncovered_load_only_a_rung_that_served_better_a
     assert choose_rung([none], UP, hpa_rung=True, balance=tally(0, 0)) == 0
 
 
+def test_while_owing_a_rung_that_left_more_than_the_hpa_on_any_day_of_the_window_is_not_taken():
+    # A burst day on which every rung beat the HPA by far, then a calm day on which rung 0 left a
+    # little uncovered and the HPA nothing.
+    burst = (tally(100, 50), [tally(90, 10), tally(95, 8), tally(120, 0)], 1e6)
+    calm = (tally(100, 0), [tally(90, 2), tally(95, 0), tally(99, 0)], 1e6)
+    # over the two days rung 0 made up all of the 10 owed (12 + 10 <= 50) and is the cheapest,
+    # but it served worse than the HPA on the calm day: 0.9, no worse on each, makes it all up
+    assert choose_rung([burst, calm], UP, hpa_rung=True, balance=tally(0, 10)) == 1
+    assert choose_rung([burst], UP, hpa_rung=True, balance=tally(0, 10)) == 0  # the burst day alone
+    # nothing owed: the days decide as before, and rung 0 was no worse over them
+    assert choose_rung([burst, calm], UP, hpa_rung=True) == 0
+    # no rung left no more than the HPA on both days at the pods allowed: the HPA rung
+    worse = (tally(100, 0), [tally(90, 2), tally(95, 1), tally(99, 0)], 1e6)
+    assert choose_rung([burst, worse], UP, hpa_rung=True, balance=tally(0, 10)) == len(UP)
+
+
 def test_an_uncovered_amount_within_the_slack_counts_as_no_worse():
     day = (tally(100, 0), [tally(90, 5), tally(95, 20)], 1e6)
     assert choose_rung([day], UP[:2], slack=1e-5) == 0  # 5 <= 0 + 1e-5 * 1e6 = 10
