@@ -322,9 +322,9 @@ class ForecastSettings(_Settings):
             " no day has vetted yet, is not counted). While the real pods owe load, take at a"
             " day's end only a rung that over the last `reference_days` days left less uncovered than the HPA (and"
             " no more on any one of them), at no more pod-hours than the HPA's and those the real pods saved"
-            " against it so far (the cheapest that"
-            " makes up all they owe, else the one that served best if it made up at least half); with none, the HPA"
-            " rung (`fallback_to_hpa`) or else `quantile`. false chooses on the last days alone."
+            " against it so far (the cheapest that makes up all they owe, else the one that served best if it made"
+            " up at least half); with none, the HPA rung (`fallback_to_hpa`) or else `quantile`. false chooses on"
+            " the last days alone."
         ),
     )
 
