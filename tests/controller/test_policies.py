@@ -121,7 +121,6 @@ def sudden_jumps(days=4, seed=1, factor=1.25) -> np.ndarray:
 
 
 def test_where_the_hpas_headroom_serves_sudden_jumps_better_the_policy_raises_its_quantile():
-
     sc = make_scenario(sudden_jumps())
     hpa = engine.run(sc, "hpa", engine.SimConfig())
     off = ControllerSettings(forecast={"raise_quantile_to": [], "lower_quantile_to": [], "lean_quantile": None, "fallback_to_hpa": False})
@@ -142,7 +141,6 @@ def test_where_the_hpas_headroom_serves_sudden_jumps_better_the_policy_raises_it
 
 
 def test_where_no_quantile_serves_jumps_as_well_as_the_hpa_the_policy_scales_as_the_hpa():
-
     # Jumps of 40% (not 25%): even 0.975 leaves more uncovered than the HPA's fixed headroom.
     sc = make_scenario(sudden_jumps(factor=1.4))
     hpa = engine.run(sc, "hpa", engine.SimConfig()).score
@@ -166,7 +164,6 @@ def test_where_no_quantile_serves_jumps_as_well_as_the_hpa_the_policy_scales_as_
 
 
 def test_after_serving_worse_than_the_hpa_the_policy_stays_on_the_hpa_rung_until_a_quantile_makes_it_up():
-
     # Day 1 has 40% jumps no quantile serves as the HPA does; days 0, 2 and 3 are flat and every side serves them.
     jumps = sudden_jumps(days=1, factor=1.4)[:-1]
     flat = np.full(5760, float(np.median(jumps)))
@@ -273,7 +270,6 @@ def noisy_flat(days=3, sigma=0.3, seed=2) -> np.ndarray:
 
 
 def test_where_the_forecast_quantile_holds_more_pods_than_the_hpa_the_policy_lowers_it():
-
     # At 300 s startup the noise makes the 0.85 quantile of the load five minutes ahead cost more
     # than the HPA's fixed headroom (while serving far better); a lower rung is no worse on both.
     sc = make_scenario(noisy_flat())
