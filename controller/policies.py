@@ -520,11 +520,11 @@ class PredictivePolicy:
         self._hpa = baseline.step_hpa(self._hpa, load, now, startup_seconds=startup, params=ref.hpa)
         for i, (pods, state) in self._shadows.items():
             pods = pods.advance(now)
-            shadow = planner.plan(
-                pods.observation(now, load), self._forecast, self._rung_params[i], state, now, timing=timing, gate=gate, describe=False
+            desired, state = planner.plan_replicas(
+                pods.observation(now, load), self._forecast, self._rung_params[i], state, now, timing=timing, gate=gate
             )
             sides[i] = (pods.ready, pods.replicas)
-            self._shadows[i] = (pods.scale(shadow.desired_replicas, now, startup_seconds=startup), shadow.state)
+            self._shadows[i] = (pods.scale(desired, now, startup_seconds=startup), state)
         log = self._ready_log
         log.append((now, sides))
         # The load observed now is the load of a while ago (``ReferenceParams.score_delay_seconds``):

@@ -64,6 +64,8 @@ class Forecast:
     _table: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), init=False, repr=False, compare=False)
     #: ``peak`` answers by index range: range -> {level: peak}.
     _peaks: dict[tuple[int, int], dict[float, float]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    #: ``len(mean)``, kept: ``index_at`` is asked for several times per rung at every tick.
+    _steps: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         mean = np.array(self.mean, dtype=float)
@@ -93,7 +95,7 @@ class Forecast:
     @property
     def horizon_steps(self) -> int:
         """Number of predicted points."""
-        return int(self.mean.shape[0])
+        return self._steps
 
     def times(self) -> np.ndarray:
         """Times (seconds) of the predicted points: ``start + step_seconds * [0, 1, ...]``."""
@@ -105,7 +107,7 @@ class Forecast:
         Times before ``start`` map to the first point and times past the horizon to the last.
         """
         k = math.ceil((at - self.start) / self.step_seconds - 1e-9)
-        return min(max(k, 0), self.horizon_steps - 1)
+        return min(max(k, 0), self._steps - 1)
 
     def peak(self, level: float, first: int, last: int) -> float:
         """The largest value of the quantile path at ``level`` over the indices ``first..last``.
@@ -145,6 +147,7 @@ def _freeze(forecast: Forecast, mean: np.ndarray, levels: tuple[float, ...], tab
     object.__setattr__(forecast, "_levels", levels)
     object.__setattr__(forecast, "_table", table)
     object.__setattr__(forecast, "_peaks", {})
+    object.__setattr__(forecast, "_steps", int(mean.shape[0]))
 
 
 def check_horizon(horizon_steps: int) -> int:

@@ -147,7 +147,6 @@ def plan(
     timing: Timing,
     target: str = "",
     gate: Gate | None = None,
-    describe: bool = True,
 ) -> Plan:
     """Plan the replica count of one workload for this tick.
 
@@ -162,17 +161,65 @@ def plan(
         gate: this tick's scoring of the forecast intervals (``score_gate`` on the same
             arguments); computed here when ``None``. Plans on the same forecast and load from
             the same checks may share one (the policy's counterfactual rungs do).
-        describe: ``False`` leaves the decision's stages and message empty and its reason
-            ``DesiredWithinRange``: the count and the state are the same, for callers that read
-            only those (the policy's counterfactual rungs, at every tick).
 
     Returns:
         A ``Plan`` with one decision whose ``stages`` list each named value and its reason.
     """
     current = obs.current_replicas
+    desired, new_state, why = _plan(obs, forecast, params, state, now, timing, gate)
+    coverage, mode, q, gate_reason, forecast_replicas, floor_replicas, floor_reason, *rest = why
+    raw, raw_reason, stabilized, stab_reason, banded, band_reason, limited, limit_reason, guarded, guard_reason, bound_reason = rest
+    deciding = (
+        ("raw_replicas", raw, raw_reason),
+        ("stabilized_replicas", stabilized, stab_reason),
+        ("banded_replicas", banded, band_reason),
+        ("rate_limited_replicas", limited, limit_reason),
+        ("guarded_replicas", guarded, guard_reason),
+        ("desired_replicas", desired, bound_reason),
+    )
+    kind = "scale" if desired != current else "no-op"
+    stages = (
+        ("confidence", round(100 * coverage), gate_reason),
+        ("forecast_replicas", forecast_replicas, gate_reason),
+        ("floor_replicas", floor_replicas, floor_reason),
+        *deciding,
+    )
+    reason = _deciding_reason(deciding)
+    message = f"{mode} mode, q={q:g} at {params.target_utilization_ratio:.0%}, lead {timing.lead_seconds:.0f} s, coverage {coverage:.0%}"
+    return Plan((Decision(kind, target, current, desired, reason, message, stages),), new_state)
+
+
+def plan_replicas(
+    obs: Observation,
+    forecast: Forecast | None,
+    params: PlannerParams,
+    state: ControllerState,
+    now: float,
+    *,
+    timing: Timing,
+    gate: Gate | None = None,
+) -> tuple[int, ControllerState]:
+    """``plan``'s desired count and new state only, without the decision that describes them: for
+    callers that read nothing else (the policy's counterfactual rungs, several at every tick)."""
+    desired, new_state, _ = _plan(obs, forecast, params, state, now, timing, gate)
+    return desired, new_state
+
+
+def _plan(
+    obs: Observation,
+    forecast: Forecast | None,
+    params: PlannerParams,
+    state: ControllerState,
+    now: float,
+    timing: Timing,
+    gate: Gate | None,
+) -> tuple[int, ControllerState, tuple]:
+    """The stages of ``plan``: the desired count, the new state, and what ``plan`` describes them by."""
+    current = obs.current_replicas
     per_pod = params.capacity_per_pod * params.target_utilization_ratio
     # Like a new HPA: the first syncs never scale in below what already runs.
-    state = stabilize.seed_history(state, current_replicas=current, now=now)
+    if not state.recommendations:
+        state = stabilize.seed_history(state, current_replicas=current, now=now)
 
     # 1. Confidence: did recent outcomes fall inside the intervals forecast for them?
     if gate is None:
@@ -193,11 +240,10 @@ def plan(
         forecast_replicas = 0
         median_replicas = UNBOUNDED_REPLICAS  # no forecast: never skip a scale-up
     else:
-        end = forecast.index_at(now + timing.lead_seconds)
         # A pod ordered now serves from now + startup on: provision for the peak between
         # then and the end of the lead interval (what happens sooner is the job of the
         # pods that exist, and of the scale-in guard below).
-        arrive = min(forecast.index_at(now + timing.startup_seconds), end)
+        first, arrive, end = gate.indices
         forecast_replicas = _pods(forecast.peak(q, arrive, end), per_pod)
         median_replicas = _pods(forecast.peak(0.5, arrive, end), per_pod)
 
@@ -248,7 +294,10 @@ def plan(
     # The scale-in tolerance, as the HPA's: a wanted change within it is no change.
     if banded < current and current - banded < params.scale_in_tolerance * current:
         banded, band_reason = current, Reason.ScaleInWithinTolerance
-    limited, limit_reason = _rate_limit(current, banded, params, now, state.scale_up_events, state.scale_down_events)
+    if banded == current:  # no change asked: the rate policies have nothing to limit
+        limited, limit_reason = current, Reason.DesiredWithinRange
+    else:
+        limited, limit_reason = _rate_limit(current, banded, params, now, state.scale_up_events, state.scale_down_events)
     if (
         limited < current
         and current - limited < params.scale_in_tolerance * current
@@ -270,7 +319,7 @@ def plan(
     if limited < current and mode != "reactive":
         # Every pod removed now could only be replaced after a full startup: keep the
         # peak need from now to the end of the lead interval, as the oracle does.
-        need = _pods(forecast.peak(q, forecast.index_at(now), end), per_pod)
+        need = _pods(forecast.peak(q, first, end), per_pod)
         if need > limited:
             guarded, guard_reason = min(need, current), Reason.ScaleInGuard
 
@@ -286,14 +335,11 @@ def plan(
         # As the HPA: a target scaled to zero (by hand) is left there until it is scaled up again.
         desired, bound_reason = 0, Reason.ScalingDisabled
 
-    ups, downs = stabilize.record_scale_event(
-        scale_up_events=state.scale_up_events,
-        scale_down_events=state.scale_down_events,
-        behavior=params.behavior,
-        previous_replicas=current,
-        new_replicas=desired,
-        now=now,
-    )
+    ups, downs = state.scale_up_events, state.scale_down_events
+    if desired != current:
+        ups, downs = stabilize.record_scale_event(
+            scale_up_events=ups, scale_down_events=downs, behavior=params.behavior, previous_replicas=current, new_replicas=desired, now=now
+        )
     new_state = ControllerState(
         recommendations=recs,
         scale_up_events=ups,
@@ -301,26 +347,10 @@ def plan(
         pending_checks=gate.pending,
         interval_hits=gate.hits,
     )
-    kind = "scale" if desired != current else "no-op"
-    if not describe:
-        return Plan((Decision(kind, target, current, desired, Reason.DesiredWithinRange, ""),), new_state)
-    deciding = (
-        ("raw_replicas", raw, raw_reason),
-        ("stabilized_replicas", stabilized, stab_reason),
-        ("banded_replicas", banded, band_reason),
-        ("rate_limited_replicas", limited, limit_reason),
-        ("guarded_replicas", guarded, guard_reason),
-        ("desired_replicas", desired, bound_reason),
+    return desired, new_state, (
+        coverage, mode, q, gate_reason, forecast_replicas, floor_replicas, floor_reason,
+        raw, raw_reason, stabilized, stab_reason, banded, band_reason, limited, limit_reason, guarded, guard_reason, bound_reason,
     )
-    stages = (
-        ("confidence", round(100 * coverage), gate_reason),
-        ("forecast_replicas", forecast_replicas, gate_reason),
-        ("floor_replicas", floor_replicas, floor_reason),
-        *deciding,
-    )
-    reason = _deciding_reason(deciding)
-    message = f"{mode} mode, q={q:g} at {params.target_utilization_ratio:.0%}, lead {timing.lead_seconds:.0f} s, coverage {coverage:.0%}"
-    return Plan((Decision(kind, target, current, desired, reason, message, stages),), new_state)
 
 
 #: (id of a behaviour, window) -> (that behaviour, it with the window): a dict on identity, not an
@@ -376,11 +406,15 @@ class Gate:
         pending: interval checks not yet due, this tick's included: ``(due, lo, hi)``.
         hits: the latest outcomes (whether each fell inside its interval), at most ``gate_window``.
         coverage: the share of hits, or 1.0 before half the window has come due.
+        indices: the forecast's points at ``now``, ``now + startup`` (at most the last) and
+            ``now + lead`` (``Forecast.index_at``), or ``None`` without a forecast: the same for
+            every rung, so asked for once per tick.
     """
 
     pending: tuple[tuple[float, float, float], ...]
     hits: tuple[bool, ...]
     coverage: float
+    indices: tuple[int, int, int] | None = None
 
 
 def score_gate(
@@ -390,12 +424,14 @@ def score_gate(
     (the forecast's central ``params.interval`` at ``now + lead``)."""
     pending, hits = _score_due_checks(state, obs, now, params.gate_window)
     coverage = hits.count(True) / len(hits) if len(hits) >= params.gate_window // 2 else 1.0
-    if forecast is not None:
-        end = forecast.index_at(now + timing.lead_seconds)
-        lo_level, hi_level = params.interval
-        lo, hi = float(forecast.quantile(lo_level)[end]), float(forecast.quantile(hi_level)[end])
-        pending = (*pending, (now + timing.lead_seconds, lo, hi))
-    return Gate(pending, hits, coverage)
+    if forecast is None:
+        return Gate(pending, hits, coverage)
+    end = forecast.index_at(now + timing.lead_seconds)
+    lo_level, hi_level = params.interval
+    lo, hi = float(forecast.quantile(lo_level)[end]), float(forecast.quantile(hi_level)[end])
+    pending = (*pending, (now + timing.lead_seconds, lo, hi))
+    indices = (forecast.index_at(now), min(forecast.index_at(now + timing.startup_seconds), end), end)
+    return Gate(pending, hits, coverage, indices)
 
 
 def _score_due_checks(
