@@ -143,7 +143,7 @@ def _freeze(forecast: Forecast, mean: np.ndarray, levels: tuple[float, ...], tab
     mean.setflags(write=False)
     table.setflags(write=False)
     object.__setattr__(forecast, "mean", mean)
-    object.__setattr__(forecast, "quantiles", types.MappingProxyType({q: table[i] for i, q in enumerate(levels)}))
+    object.__setattr__(forecast, "quantiles", types.MappingProxyType(dict(zip(levels, table, strict=True))))
     object.__setattr__(forecast, "_levels", levels)
     object.__setattr__(forecast, "_table", table)
     object.__setattr__(forecast, "_peaks", {})
@@ -168,11 +168,27 @@ def check_levels(quantiles: Iterable[float]) -> tuple[float, ...]:
     Raises:
         ValueError: a level is not strictly between 0 and 1.
     """
+    key = quantiles if type(quantiles) is tuple else None
+    if key is not None:
+        try:
+            hit = _CHECKED_LEVELS.get(key)
+        except TypeError:  # an unhashable level: checked below, not kept
+            hit = key = None
+        if hit is not None:
+            return hit
     levels = sorted({float(q) for q in quantiles})
     bad = [q for q in levels if not 0.0 < q < 1.0]
     if bad:
         raise ValueError(f"quantile levels must be in (0, 1), got {bad}")
-    return tuple(levels)
+    checked = tuple(levels)
+    if key is not None and len(_CHECKED_LEVELS) < 256:
+        _CHECKED_LEVELS[key] = _CHECKED_LEVELS[checked] = checked
+    return checked
+
+
+#: Tuples of levels ``check_levels`` has validated -> the checked tuple (the controller asks for the
+#: same levels at every tick); a checked tuple is its own key, so ``make_forecast`` knows it on sight.
+_CHECKED_LEVELS: dict[tuple, tuple[float, ...]] = {}
 
 
 def repair_monotone(values: np.ndarray) -> np.ndarray:
@@ -236,7 +252,8 @@ def make_forecast(
     """Build a ``Forecast`` from a point path and a ``(len(levels), horizon)`` table, repairing monotonicity."""
     table = repair_monotone(values)
     mean = np.array(mean, dtype=float)
-    if len(levels) != table.shape[0] or table.shape[1:] != mean.shape or list(levels) != sorted(set(levels)):
+    checked = type(levels) is tuple and _CHECKED_LEVELS.get(levels) is levels  # sorted, unique floats
+    if len(levels) != table.shape[0] or table.shape[1:] != mean.shape or not (checked or list(levels) == sorted(set(levels))):
         # Not the table this function is meant for: let the constructor check it and say what is wrong.
         return Forecast(
             start=float(start),
@@ -252,7 +269,7 @@ def make_forecast(
         start=float(start),
         step_seconds=float(step_seconds),
         mean=mean,
-        levels=tuple(float(q) for q in levels),
+        levels=levels if checked else tuple(float(q) for q in levels),
         table=table,
         fallback_reason=fallback_reason,
         model=model,

@@ -255,3 +255,21 @@ def test_make_forecast_keeps_its_table_read_only_and_apart_from_the_callers_arra
             array[0] = 1.0
     with pytest.raises(ValueError, match=r"quantile 0.1 has shape \(5,\), mean has \(4,\)"):
         base.make_forecast(start=0.0, step_seconds=60.0, mean=np.arange(4.0), levels=(0.1, 0.5, 0.9), values=values)
+
+
+def test_check_levels_answers_a_repeated_question_as_the_first_time() -> None:
+    # The controller asks for the same levels at every tick, and the answer is kept: a kept answer
+    # must still be the sorted, de-duplicated floats, and a bad tuple must fail every time.
+    for _ in range(2):
+        assert base.check_levels((0.9, 0.1, 0.9, np.float64(0.5))) == (0.1, 0.5, 0.9)
+        assert all(type(q) is float for q in base.check_levels((np.float64(0.5), 0.1)))
+        with pytest.raises(ValueError, match=r"must be in \(0, 1\), got \[1.5\]"):
+            base.check_levels((0.5, 1.5))
+        assert base.check_levels([0.7, 0.2]) == (0.2, 0.7)
+    # levels make_forecast has not seen checked are still checked and sorted by it
+    values = np.vstack([np.zeros(3), np.ones(3)])
+    f = base.make_forecast(start=0.0, step_seconds=60.0, mean=np.zeros(3), levels=(0.9, 0.1), values=values)
+    assert sorted(f.quantiles) == [0.1, 0.9]
+    checked = base.check_levels((0.9, 0.1))
+    g = base.make_forecast(start=0.0, step_seconds=60.0, mean=np.zeros(3), levels=checked, values=values)
+    assert g.quantile(0.1).tolist() == [0.0] * 3 and g.quantile(0.9).tolist() == [1.0] * 3
