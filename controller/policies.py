@@ -424,7 +424,8 @@ class PredictivePolicy:
         quantile is taken again.
         """
         assert self._reference is not None
-        self.state = dataclasses.replace(self.state, pending_checks=gate.pending, interval_hits=gate.hits)
+        state = self.state  # built, not ``dataclasses.replace``d: this runs at every tick on the HPA rung
+        self.state = ControllerState(state.recommendations, state.scale_up_events, state.scale_down_events, gate.pending, gate.hits)
         result = hpa.plan(obs, self._reference.hpa, self._real_hpa or ControllerState(), obs.at, target=target.name)
         self._real_hpa = result.state
         decision = result.decisions[0]
@@ -438,7 +439,8 @@ class PredictivePolicy:
             )
         else:
             why = f"hpa rung: no quantile was no worse than the HPA on both {last}"
-        return dataclasses.replace(decision, message=f"{why}; {decision.message}")
+        d = decision
+        return Decision(d.kind, d.target, d.from_value, d.to_value, d.reason, f"{why}; {d.message}", d.stages)
 
     @property
     def hpa_mode(self) -> bool:

@@ -445,14 +445,14 @@ def _score_due_checks(
     """
     if obs.load is None or not math.isfinite(obs.load):
         return tuple(c for c in state.pending_checks if c[0] > now), state.interval_hits
-    hits = list(state.interval_hits)
-    pending = []
+    came, pending = [], []
     for due, lo, hi in state.pending_checks:
         if due <= now:
-            hits.append(lo <= obs.load <= hi)
+            came.append(lo <= obs.load <= hi)
         else:
             pending.append((due, lo, hi))
-    return tuple(pending), tuple(hits[-window:])
+    hits = state.interval_hits + tuple(came) if came else state.interval_hits
+    return tuple(pending), hits[-window:]
 
 
 def _deciding_reason(stages: tuple[tuple[str, int, Reason], ...]) -> Reason:
