@@ -167,8 +167,10 @@ def plan(
     """
     current = obs.current_replicas
     desired, new_state, why = _plan(obs, forecast, params, state, now, timing, gate)
-    coverage, mode, q, gate_reason, forecast_replicas, floor_replicas, floor_reason, *rest = why
-    raw, raw_reason, stabilized, stab_reason, banded, band_reason, limited, limit_reason, guarded, guard_reason, bound_reason = rest
+    (
+        coverage, mode, q, gate_reason, forecast_replicas, floor_replicas, floor_reason,
+        raw, raw_reason, stabilized, stab_reason, banded, band_reason, limited, limit_reason, guarded, guard_reason, bound_reason,
+    ) = why
     deciding = (
         ("raw_replicas", raw, raw_reason),
         ("stabilized_replicas", stabilized, stab_reason),

@@ -25,7 +25,7 @@ def test_the_fast_column_quantiles_equal_numpys_nanquantile():
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**16),
-    window=st.integers(10, 60),
+    window=st.integers(1, 60),
     refresh_every=st.integers(1, 30),
     decimals=st.sampled_from([0, 1, 6]),
 )
