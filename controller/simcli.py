@@ -70,6 +70,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "(each row held until the next: a sensitivity check outside the contract, docs/benchmark.md)")
     p.add_argument("--hpa-target", type=float, default=0.7, help="target utilisation of the hpa baseline (default 0.7)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    p.add_argument("--forecast-inline", action="store_true",
+                   help="make scaleahead's forecasts in the simulating process itself, not in a second process "
+                   "ahead of its decisions (same results, slower on two cores; controller/sim/ahead.py)")
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -87,6 +90,7 @@ def _run(args: argparse.Namespace, trace_files: Sequence[str]) -> int:
         startup_distribution=args.startup_distribution,
         seed=args.seed,
         hpa_target=args.hpa_target,
+        forecast_process=not args.forecast_inline,
     )
     if args.report:
         check_report_path(args.report)  # before simulating, not after minutes of it

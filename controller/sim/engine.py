@@ -30,6 +30,7 @@ from controller.errors import UserError
 from controller import policies
 from controller.policies import HpaPolicy, Policy, PolicyPorts, PredictivePolicy
 from controller.settings import ControllerSettings, WorkloadSettings
+from controller.sim import ahead
 from controller.sim.cluster import SimActuator, SimClock, SimCluster, SimMetrics, SimPods
 from controller.sim.oracle import OraclePolicy
 from controller.sim.results import DecisionRecord, RunResult, Score
@@ -59,6 +60,10 @@ class SimConfig:
     settings: ControllerSettings | None = None
     #: The workload of ``settings`` whose overrides the backtest replays with; ``None``: none.
     workload: WorkloadSettings | None = None
+    #: Make the scaleahead policy's forecasts in a second process, ahead of its decisions
+    #: (``controller.sim.ahead``; same results), where the platform can fork and the run is a day
+    #: or longer. ``False``: inline, in one process (``simulate --forecast-inline``).
+    forecast_process: bool = True
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.startup_seconds):
@@ -96,7 +101,9 @@ def _build_oracle(ports: PolicyPorts, scenario: Scenario, config: SimConfig) -> 
     return OraclePolicy(ports, t0=float(scenario.times[0]), alive=alive)
 
 
-def _build_scaleahead(ports: PolicyPorts, scenario: Scenario, config: SimConfig) -> Policy:
+def _build_scaleahead(
+    ports: PolicyPorts, scenario: Scenario, config: SimConfig, *, policy_class: type[PredictivePolicy] = PredictivePolicy
+) -> PredictivePolicy:
     # One set of defaults for every trace: the settings' defaults (or the settings given,
     # for a backtest), mapped onto the policy exactly as the live loop maps them. The
     # startup time is learned from the pods; the settings' startup_seconds is only the prior.
@@ -111,7 +118,7 @@ def _build_scaleahead(ports: PolicyPorts, scenario: Scenario, config: SimConfig)
             # run's bounds; not the baseline's --hpa-target: the policy is not told what it is scored against.
             hpa_ref = dataclasses.replace(kwargs["reference"].hpa, min_replicas=config.min_replicas, max_replicas=hpa.UNBOUNDED_REPLICAS)
             kwargs["reference"] = dataclasses.replace(kwargs["reference"], hpa=hpa_ref)
-    return PredictivePolicy(ports, params, **kwargs, record_forecast=True)
+    return policy_class(ports, params, **kwargs, record_forecast=True)
 
 
 BUILDERS: dict[str, PolicyBuilder] = {"hpa": _build_hpa, "scaleahead": _build_scaleahead, "oracle": _build_oracle}
@@ -181,7 +188,35 @@ async def run_async(
         pods=SimPods(cluster, t0=float(times[0])),
         actuator=SimActuator(cluster),
     )
-    instance = (builder or BUILDERS[policy])(ports, scenario, config)
+    feed = None
+    if builder is None and policy == "scaleahead" and config.forecast_process and n >= ahead.MIN_TICKS and ahead.available():
+        fed = _build_scaleahead(ports, scenario, config, policy_class=ahead.FedPolicy)
+        bound = ahead.horizon_startup_seconds(fed, startup_seconds=config.startup_seconds, distribution=distribution)
+        feed = fed.feed = ahead.ForecastFeed.start(fed, times=times, observed=observed, horizon_startup_seconds=bound)
+        instance: Policy = fed
+    else:
+        instance = (builder or BUILDERS[policy])(ports, scenario, config)
+    try:
+        return await _simulate(scenario, policy, config, instance, clock, cluster, observed, progress, started)
+    finally:
+        if feed is not None:
+            feed.close()
+
+
+async def _simulate(
+    scenario: Scenario,
+    policy: str,
+    config: SimConfig,
+    instance: Policy,
+    clock: SimClock,
+    cluster: SimCluster,
+    observed: np.ndarray,
+    progress: Callable[[int], None] | None,
+    started: float,
+) -> RunResult:
+    """``run_async``'s loop over the ticks, and the score."""
+    n = scenario.n_ticks
+    times = scenario.times
 
     ready = np.empty(n, dtype=np.int64)
     starting = np.empty(n, dtype=np.int64)
