@@ -12,7 +12,10 @@ The machine's own speed varies from day to day (the same code took 51 s one even
 reference loops, one of Python arithmetic and one of small numpy operations (the kinds a
 tick is made of): figures of days whose references differ are not comparable.
 
-Usage: python benchmarks/sim_speed.py [--traces-dir ../shared/traces] [--policy hpa] [--repeat 3]
+The scaleahead policy's forecasts are made in a second process ahead of its decisions
+(``controller/sim/ahead.py``, same results); ``--forecast-inline`` times the one-process run.
+
+Usage: python benchmarks/sim_speed.py [--traces-dir ../shared/traces] [--policy hpa] [--repeat 3] [--forecast-inline]
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ def main() -> int:
     ap.add_argument("--traces-dir", default=str(ROOT.parent / "shared" / "traces"))
     ap.add_argument("--policy", default="hpa")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--forecast-inline", action="store_true",
+                    help="scaleahead's forecasts in the simulating process, not in a second one (simulate --forecast-inline)")
     args = ap.parse_args()
     source = Path(args.traces_dir) / "nasa_http_jul95.csv"
     if not source.exists():
@@ -81,6 +86,8 @@ def main() -> int:
         trace = Path(tmp) / "nasa_30d_1min.csv"
         n = build_trace(source, trace)
         cmd = [sys.executable, "-m", "controller", "simulate", "--trace", str(trace), "--policy", args.policy, "--json", "--no-progress"]
+        if args.forecast_inline:
+            cmd.append("--forecast-inline")
         walls, sims = [], []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
@@ -88,7 +95,8 @@ def main() -> int:
             walls.append(time.perf_counter() - t0)
             sims.append(json.loads(out.stdout.splitlines()[0])["wall_seconds"])
     print(f"trace: NASA-HTTP Jul 1995 wrapped to {DAYS} days at {STEP}-s step ({n} points, {n * STEP // 15} ticks of 15 s)")
-    print(f"policy: {args.policy}; runs: {args.repeat}")
+    inline = "; forecasts inline (one process)" if args.forecast_inline else ""
+    print(f"policy: {args.policy}; runs: {args.repeat}{inline}")
     print(f"machine reference: python loop {python_ref:.2f} s, small numpy loop {numpy_ref:.2f} s (medians of 3, before the runs)")
     print(f"process wall seconds: median {statistics.median(walls):.2f} (min {min(walls):.2f}, max {max(walls):.2f})")
     print(f"simulation wall_seconds: median {statistics.median(sims):.2f}")
