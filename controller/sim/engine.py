@@ -172,6 +172,10 @@ async def run_async(
         config: startup, seed and baseline parameters.
         progress: called with the number of ticks done since the last call.
         builder: overrides the builder of ``policy`` (tests use it for probe policies).
+
+    The scaleahead policy's forecasts are made in a second process, ahead of its decisions and with
+    the same results, when ``config.forecast_process`` is set, the platform can fork and the run is
+    a day or longer (``controller.sim.ahead``).
     """
     started = time.perf_counter()
     n = scenario.n_ticks
