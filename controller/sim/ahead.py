@@ -16,6 +16,9 @@ pods by then, so it predicts as far as the longest startup the run can estimate
 (``horizon_startup_seconds``), and the parent cuts each forecast to the steps it would have
 asked for itself. Every point of a forecast depends only on its own step, so the cut forecast is
 the inline one to the last digit (``tests/controller/sim/test_ahead.py`` compares whole runs).
+Should the parent's estimate ever go past that startup, it replays the observations so far through
+its own forecasting and goes on inline (the forecaster's state depends on the observations alone,
+so the result is the same).
 
 Used by ``engine.run`` for the scaleahead policy when the platform can fork and the run is at
 least ``MIN_TICKS`` long (``SimConfig.forecast_process``; ``simulate --forecast-inline`` turns it
@@ -49,6 +52,10 @@ class FeedError(RuntimeError):
     """The forecast process failed, or its forecasts do not match the parent's ticks."""
 
 
+class TooShort(FeedError):
+    """The policy asked for a longer forecast than the child made (``FedPolicy`` then forecasts inline)."""
+
+
 def available() -> bool:
     """Whether forecasts can be made in a forked child here (Linux and other POSIX systems)."""
     return "fork" in multiprocessing.get_all_start_methods()
@@ -70,9 +77,24 @@ class FedPolicy(PredictivePolicy):
         if self.feed is None:
             super()._observe_load(now, load)
             return
-        made = self.feed.take(now, self._forecast_steps())
+        try:
+            made = self.feed.take(now, self._forecast_steps())
+        except TooShort:
+            # The startup estimate went past the longest the child allowed for: forecast inline from
+            # here on, after replaying the observations so far (the same steps, so the same model).
+            self._forecast_inline(self.feed)
+            return
         if made is not None:
             self._forecast = made
+
+    def _forecast_inline(self, feed: ForecastFeed) -> None:
+        """Leave the feed: replay every observation up to this tick's through the inline forecasting."""
+        self.feed = None
+        times, observed, upto = feed.times, feed.observed, feed.tick
+        feed.close()
+        for i in range(upto + 1):
+            value = float(observed[i])
+            super()._observe_load(float(times[i]), value if math.isfinite(value) else None)
 
 
 class _Chunk:
@@ -99,10 +121,7 @@ class _Chunk:
         if row < 0:
             return None
         if steps > self.means.shape[1]:
-            raise FeedError(
-                f"the policy asked for a forecast of {steps} steps, the forecast process made {self.means.shape[1]}: "
-                "its startup estimate went past the longest the run allowed for (run with --forecast-inline)"
-            )
+            raise TooShort(f"the policy asked for a forecast of {steps} steps, the forecast process made {self.means.shape[1]}")
         start, step_seconds, levels, fallback_reason, model = self.fields[row]
         return Forecast._from_table(
             start=start,
@@ -118,10 +137,12 @@ class _Chunk:
 class ForecastFeed:
     """The parent's end: the child's forecasts, one per tick, in tick order."""
 
-    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection, times: np.ndarray) -> None:
+    def __init__(
+        self, process: multiprocessing.process.BaseProcess, conn: Connection, times: np.ndarray, observed: np.ndarray
+    ) -> None:
         self._process = process
         self._conn = conn
-        self._times = times
+        self.times, self.observed = times, observed
         self._chunk = _Chunk([])
         self._pos = 0  # index in the chunk of the next tick's forecast
         self._tick = 0  # the next tick's index
@@ -138,12 +159,12 @@ class ForecastFeed:
         )
         process.start()
         send.close()  # the child's end: closed here, so the parent sees EOF if the child dies
-        return cls(process, receive, times)
+        return cls(process, receive, times, observed)
 
     def take(self, now: float, steps: int) -> Forecast | None:
         """The forecast made at this tick, of ``steps`` points (``None``: none yet, or no new one at this tick)."""
         i = self._tick
-        if i >= len(self._times) or float(self._times[i]) != now:
+        if i >= len(self.times) or float(self.times[i]) != now:
             raise FeedError(f"the policy asked for the forecast of time {now}, the feed is at tick {i}")
         if self._pos >= len(self._chunk):
             self._chunk, self._pos = self._receive(), 0
@@ -162,8 +183,13 @@ class ForecastFeed:
             raise FeedError(f"the forecast process failed:\n{payload}")
         return payload
 
+    @property
+    def tick(self) -> int:
+        """The index of the next tick whose forecast ``take`` returns."""
+        return self._tick
+
     def close(self) -> None:
-        """Stop the child (it has usually finished) and free the pipe."""
+        """Stop the child (it has usually finished) and free the pipe (again: nothing)."""
         self._conn.close()
         if self._process.is_alive():
             self._process.terminate()

@@ -67,6 +67,23 @@ def test_a_run_with_forecasts_made_ahead_is_the_inline_run(feeds, startup, distr
     assert outcome(fed) == outcome(inline)
 
 
+def test_a_startup_estimate_past_the_childs_horizon_goes_on_inline_with_the_same_results(feeds, monkeypatch):
+    # The child predicts for the prior startup (120 s) only; the pods start in 300 s.
+    monkeypatch.setattr(ahead, "horizon_startup_seconds", lambda policy, **_: policy.startup.prior_seconds)
+    sc = diurnal(days=1.0)
+    demand = sc.demand.copy()
+    demand[:2400] = demand[2400]  # flat for ten hours: no pod starts before the first fit (tick 1440)
+    sc = Scenario(name="late", times=sc.times, demand=demand)
+    config = engine.SimConfig(startup_seconds=300.0)
+    fed = engine.run(sc, "scaleahead", config)
+    feed, bound = feeds[0]
+    assert bound == 120.0
+    # The first pods to start showed 300 s, past the child's horizon: the feed was left midway.
+    assert 2400 < feed.tick < sc.n_ticks
+    inline = engine.run(sc, "scaleahead", dataclasses.replace(config, forecast_process=False))
+    assert outcome(fed) == outcome(inline)
+
+
 def test_short_runs_and_other_policies_forecast_inline(feeds):
     short = diurnal(days=0.5)
     engine.run(short, "scaleahead", engine.SimConfig())
@@ -106,7 +123,7 @@ def test_a_failing_forecast_process_is_reported_with_its_traceback():
         feed.close()
 
 
-def test_the_feed_refuses_a_tick_out_of_order_and_a_forecast_longer_than_it_made():
+def test_the_feed_refuses_a_tick_out_of_order_and_says_when_its_forecasts_are_too_short():
     sc = diurnal(days=0.5)
     policy, _ = make_policy(sc)
     feed = ahead.ForecastFeed.start(policy, times=sc.times, observed=sc.observed(), horizon_startup_seconds=120.0)
@@ -115,7 +132,7 @@ def test_the_feed_refuses_a_tick_out_of_order_and_a_forecast_longer_than_it_made
             feed.take(15.0, 20)
         first = next(i for i, t in enumerate(sc.times) if feed.take(float(t), 12) is not None)
         assert first > 0  # nothing before the first fit
-        with pytest.raises(ahead.FeedError, match=r"asked for a forecast of 400 steps, the forecast process made \d+"):
+        with pytest.raises(ahead.TooShort, match=r"asked for a forecast of 400 steps, the forecast process made \d+"):
             feed.take(float(sc.times[first + 1]), 400)
     finally:
         feed.close()
