@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import traceback
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 
 import numpy as np
@@ -90,11 +91,9 @@ class FedPolicy(PredictivePolicy):
     def _forecast_inline(self, feed: ForecastFeed) -> None:
         """Leave the feed: replay every observation up to this tick's through the inline forecasting."""
         self.feed = None
-        times, observed, upto = feed.times, feed.observed, feed.tick
         feed.close()
-        for i in range(upto + 1):
-            value = float(observed[i])
-            super()._observe_load(float(times[i]), value if math.isfinite(value) else None)
+        for _ in _forecasting(self, feed.times, feed.observed, feed.tick + 1):
+            pass
 
 
 class _Chunk:
@@ -104,9 +103,9 @@ class _Chunk:
 
     def __init__(self, made: list[Forecast | None]) -> None:
         new = [f for f in made if f is not None]
+        is_new = np.array([f is not None for f in made], dtype=bool)
         #: Per tick: the row of its new forecast, or -1 (no new forecast at that tick).
-        self.rows = np.cumsum([f is not None for f in made]) - 1
-        self.rows[[f is None for f in made]] = -1
+        self.rows = np.where(is_new, np.cumsum(is_new) - 1, -1)
         self.means = np.array([f.mean for f in new]) if new else np.zeros((0, 0))
         self.tables = np.array([f._table for f in new]) if new else np.zeros((0, 0, 0))
         self.fields = [(f.start, f.step_seconds, f._levels, f.fallback_reason, f.model) for f in new]
@@ -204,11 +203,7 @@ def _produce(policy: FedPolicy, conn: Connection, times: np.ndarray, observed: n
         policy.startup = leadtime.StartupEstimate(prior_seconds=horizon_startup, quantile=policy.startup.quantile)
         chunk: list[Forecast | None] = []
         last = None
-        for i in range(len(times)):
-            value = float(observed[i])
-            # What the simulator's metrics port returns at tick i (``SimMetrics.instant``).
-            PredictivePolicy._observe_load(policy, float(times[i]), value if math.isfinite(value) else None)
-            made = policy._forecast
+        for made in _forecasting(policy, times, observed, len(times)):
             chunk.append(None if made is last else made)
             last = made
             if len(chunk) == CHUNK_TICKS:
@@ -223,3 +218,12 @@ def _produce(policy: FedPolicy, conn: Connection, times: np.ndarray, observed: n
             pass
     finally:
         conn.close()
+
+
+def _forecasting(policy: PredictivePolicy, times: np.ndarray, observed: np.ndarray, stop: int) -> Iterator[Forecast | None]:
+    """The policy's own (inline) forecasting over ticks ``0 .. stop - 1``: its forecast after each."""
+    for i in range(stop):
+        value = float(observed[i])
+        # What the simulator's metrics port returns at tick i (``SimMetrics.instant``).
+        PredictivePolicy._observe_load(policy, float(times[i]), value if math.isfinite(value) else None)
+        yield policy._forecast

@@ -16,6 +16,7 @@ suspends, so a month of 15-s ticks takes seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 import time
@@ -192,50 +193,29 @@ async def run_async(
         pods=SimPods(cluster, t0=float(times[0])),
         actuator=SimActuator(cluster),
     )
-    feed = None
-    if builder is None and policy == "scaleahead" and config.forecast_process and n >= ahead.MIN_TICKS and ahead.available():
-        fed = _build_scaleahead(ports, scenario, config, policy_class=ahead.FedPolicy)
-        bound = ahead.horizon_startup_seconds(fed, startup_seconds=config.startup_seconds, distribution=distribution)
-        feed = fed.feed = ahead.ForecastFeed.start(fed, times=times, observed=observed, horizon_startup_seconds=bound)
-        instance: Policy = fed
-    else:
-        instance = (builder or BUILDERS[policy])(ports, scenario, config)
-    try:
-        return await _simulate(scenario, policy, config, instance, clock, cluster, observed, progress, started)
-    finally:
-        if feed is not None:
-            feed.close()
-
-
-async def _simulate(
-    scenario: Scenario,
-    policy: str,
-    config: SimConfig,
-    instance: Policy,
-    clock: SimClock,
-    cluster: SimCluster,
-    observed: np.ndarray,
-    progress: Callable[[int], None] | None,
-    started: float,
-) -> RunResult:
-    """``run_async``'s loop over the ticks, and the score."""
-    n = scenario.n_ticks
-    times = scenario.times
-
     ready = np.empty(n, dtype=np.int64)
     starting = np.empty(n, dtype=np.int64)
     decisions: list[DecisionRecord] = []
     chunk = 8192
-    for i in range(n):
-        clock.t = float(times[i])
-        cluster.advance(i)
-        decision = await instance.reconcile(TARGET)
-        if decision.to_value != decision.from_value:
-            decisions.append(DecisionRecord(i, decision.from_value, decision.to_value, str(decision.reason)))
-        ready[i] = cluster.ready
-        starting[i] = len(cluster.starting)
-        if progress is not None and (i + 1) % chunk == 0:
-            progress(chunk)
+    with contextlib.ExitStack() as cleanup:
+        if builder is None and policy == "scaleahead" and config.forecast_process and n >= ahead.MIN_TICKS and ahead.available():
+            fed = _build_scaleahead(ports, scenario, config, policy_class=ahead.FedPolicy)
+            bound = ahead.horizon_startup_seconds(fed, startup_seconds=config.startup_seconds, distribution=distribution)
+            fed.feed = ahead.ForecastFeed.start(fed, times=times, observed=observed, horizon_startup_seconds=bound)
+            cleanup.callback(fed.feed.close)
+            instance: Policy = fed
+        else:
+            instance = (builder or BUILDERS[policy])(ports, scenario, config)
+        for i in range(n):
+            clock.t = float(times[i])
+            cluster.advance(i)
+            decision = await instance.reconcile(TARGET)
+            if decision.to_value != decision.from_value:
+                decisions.append(DecisionRecord(i, decision.from_value, decision.to_value, str(decision.reason)))
+            ready[i] = cluster.ready
+            starting[i] = len(cluster.starting)
+            if progress is not None and (i + 1) % chunk == 0:
+                progress(chunk)
     if progress is not None and n % chunk:
         progress(n % chunk)
 
