@@ -200,6 +200,16 @@ class Decision:
     stages: tuple[tuple[str, int, Reason], ...] = ()
 
 
+class Outcome(enum.IntEnum):
+    """Where an observed load fell against the central interval forecast for it (the planner's
+    confidence gate). A load above the interval is a forecast too low, the miss that costs service;
+    one below costs pods."""
+
+    BELOW = 0
+    INSIDE = 1
+    ABOVE = 2
+
+
 @dataclass(frozen=True, slots=True)
 class ControllerState:
     """Per-target memory of the decision core: recommendation, scale-event and forecast-check history.
@@ -212,8 +222,8 @@ class ControllerState:
     scale_down_events: tuple[ScaleEvent, ...] = ()
     #: Forecast intervals waiting for their outcome: (due time, lower, upper), in load units.
     pending_checks: tuple[tuple[float, float, float], ...] = ()
-    #: Whether each recent outcome fell inside the interval forecast for it, oldest first.
-    interval_hits: tuple[bool, ...] = ()
+    #: Where each recent outcome fell against the interval forecast for it, oldest first.
+    interval_outcomes: tuple[Outcome, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

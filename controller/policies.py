@@ -425,7 +425,7 @@ class PredictivePolicy:
         """
         assert self._reference is not None
         state = self.state  # built, not ``dataclasses.replace``d: this runs at every tick on the HPA rung
-        self.state = ControllerState(state.recommendations, state.scale_up_events, state.scale_down_events, gate.pending, gate.hits)
+        self.state = ControllerState(state.recommendations, state.scale_up_events, state.scale_down_events, gate.pending, gate.outcomes)
         result = hpa.plan(obs, self._reference.hpa, self._real_hpa or ControllerState(), obs.at, target=target.name)
         self._real_hpa = result.state
         decision = result.decisions[0]

@@ -28,6 +28,10 @@ Design choices a reader might question:
   before it could choose again. It changes once a day. A malformed ``"ref"`` is dropped
   with a warning and the rest of the state kept: without it the choice starts over, as on
   a first start. The tallies of the day in progress are not kept (they change every tick).
+* **Interval outcomes are one character each** (``"hits"``): ``0`` below the interval, ``1``
+  inside, ``2`` above. Annotations written before outcomes above were told apart hold ``0`` for
+  every miss; they read as misses below, which do not widen the quantile, and age out within the
+  gate's window.
 * **Numbers are rounded** (times to milliseconds, loads to 6 significant digits): the
   annotation is compared before it is written, and noise in the last digit would turn
   every comparison into a write.
@@ -42,7 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.decide.baseline import ReferenceMemory, Tally
-from controller.domain import ControllerState, Recommendation, ScaleEvent
+from controller.domain import ControllerState, Outcome, Recommendation, ScaleEvent
 
 VERSION = 1
 #: Beyond this size the optional parts (pending checks, then outcomes) are dropped.
@@ -108,7 +112,7 @@ def trim(
         scale_up_events=tuple(e for e in state.scale_up_events if e.at > event_cutoff),
         scale_down_events=tuple(e for e in state.scale_down_events if e.at > event_cutoff),
         pending_checks=tuple(sorted(state.pending_checks)[:max_checks]),
-        interval_hits=tuple(state.interval_hits[-max_hits:]) if max_hits > 0 else (),
+        interval_outcomes=tuple(state.interval_outcomes[-max_hits:]) if max_hits > 0 else (),
     )
 
 
@@ -204,7 +208,7 @@ def encode(
     doc["up"] = [[int(e.delta), _t(e.at)] for e in s.scale_up_events]
     doc["down"] = [[int(e.delta), _t(e.at)] for e in s.scale_down_events]
     doc["chk"] = [[_t(due), _v(lo), _v(hi)] for due, lo, hi in s.pending_checks]
-    doc["hits"] = "".join("1" if h else "0" for h in s.interval_hits)
+    doc["hits"] = "".join(str(int(o)) for o in s.interval_outcomes)
     samples = [[_v(sec), round(float(w), 4)] for sec, w in startup_samples]
     if samples:
         doc["startup"] = samples
@@ -249,7 +253,7 @@ def decode(text: str | None) -> Decoded:
             scale_up_events=tuple(ScaleEvent(int(d), float(at)) for d, at in doc.get("up", [])),
             scale_down_events=tuple(ScaleEvent(int(d), float(at)) for d, at in doc.get("down", [])),
             pending_checks=tuple((float(due), float(lo), float(hi)) for due, lo, hi in doc.get("chk", [])),
-            interval_hits=tuple(_hit(c) for c in str(doc.get("hits", ""))),
+            interval_outcomes=tuple(_outcome(c) for c in str(doc.get("hits", ""))),
         )
         samples = tuple((float(sec), float(w)) for sec, w in doc.get("startup", []))
         written_at = float(doc["at"]) if "at" in doc else None
@@ -271,7 +275,7 @@ def decode(text: str | None) -> Decoded:
     return Decoded(state, samples, written_at, warning, reference)
 
 
-def _hit(c: str) -> bool:
-    if c not in "01":
-        raise ValueError(f"interval outcome {c!r} is not 0 or 1")
-    return c == "1"
+def _outcome(c: str) -> Outcome:
+    if c not in "012":
+        raise ValueError(f"interval outcome {c!r} is not 0 (below), 1 (inside) or 2 (above)")
+    return Outcome(int(c))

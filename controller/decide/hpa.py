@@ -182,7 +182,7 @@ def _finish(
         scale_up_events=ups,
         scale_down_events=downs,
         pending_checks=state.pending_checks,
-        interval_hits=state.interval_hits,
+        interval_outcomes=state.interval_outcomes,
     )
     return _plan(target, current, desired, reason, message, stages, new_state)
 

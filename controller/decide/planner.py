@@ -3,9 +3,10 @@
 ``plan()`` composes named stages, in this order, each with a reason:
 
 1. ``confidence`` -- score the forecast intervals that came due against what was
-   observed. When recent outcomes fall inside the model's own central interval
-   much less often than they should, widen the provisioning quantile; when they
-   almost never do, do not use the forecast at all this tick.
+   observed. When recent outcomes come above the model's own central interval
+   much more often than they should (the forecast runs low, as on a ramp it does
+   not follow), widen the provisioning quantile; when they almost never fall
+   inside it, do not use the forecast at all this tick.
 2. ``forecast_replicas`` -- the peak of the provisioning quantile of the forecast
    between ``now + startup`` (when a pod ordered now could serve) and ``now + lead``
    (lead = startup estimate + metrics lag + one tick), divided by what one pod
@@ -36,6 +37,7 @@ from controller.domain import (
     ControllerState,
     Decision,
     Observation,
+    Outcome,
     Plan,
     PolicyType,
     Reason,
@@ -103,7 +105,14 @@ class PlannerParams:
             forecast, and the switches between the HPA's 0.7 and the forecast cost a scale-up and
             a scale-in each (Azure 2019 at 300 s startup: 363 actions against the HPA's 46; 35
             with 240). The gate scores once half the window has come due.
-        widen_below_coverage: coverage below which the quantile is widened.
+        widen_above_share: the quantile is widened while more than this share of the recent
+            outcomes came above the interval's upper bound (about 0.1 expected of a calibrated
+            0.1-0.9 interval). Only misses above widen: a load below the interval cost pods, not
+            service. Until the twenty-second round the gate widened below 50% coverage, misses
+            on either side: a ramp the forecast followed late widened too late (Azure 2019 at
+            300 s startup: coverage was still 70% when the pods were ordered a tick late, with 30% of
+            the outcomes above the interval; one tick of 0.01 pod unserved), and misses below
+            counted towards widening as much as misses above (docs/policy.md).
         reactive_below_coverage: coverage below which the forecast is not used.
     """
 
@@ -125,7 +134,7 @@ class PlannerParams:
     behavior: Behavior = field(default_factory=default_predictive_behavior)
     interval: tuple[float, float] = (0.1, 0.9)
     gate_window: int = 240
-    widen_below_coverage: float = 0.5
+    widen_above_share: float = 0.25
     reactive_below_coverage: float = 0.25
 
 
@@ -168,7 +177,7 @@ def plan(
     current = obs.current_replicas
     desired, new_state, why = _plan(obs, forecast, params, state, now, timing, gate)
     (
-        coverage, mode, q, gate_reason, forecast_replicas, floor_replicas, floor_reason,
+        coverage, above, mode, q, gate_reason, forecast_replicas, floor_replicas, floor_reason,
         raw, raw_reason, stabilized, stab_reason, banded, band_reason, limited, limit_reason, guarded, guard_reason, bound_reason,
     ) = why
     deciding = (
@@ -187,7 +196,10 @@ def plan(
         *deciding,
     )
     reason = _deciding_reason(deciding)
-    message = f"{mode} mode, q={q:g} at {params.target_utilization_ratio:.0%}, lead {timing.lead_seconds:.0f} s, coverage {coverage:.0%}"
+    message = (
+        f"{mode} mode, q={q:g} at {params.target_utilization_ratio:.0%}, lead {timing.lead_seconds:.0f} s,"
+        f" coverage {coverage:.0%}, above {above:.0%}"
+    )
     return Plan((Decision(kind, target, current, desired, reason, message, stages),), new_state)
 
 
@@ -231,7 +243,7 @@ def _plan(
         mode, gate_reason = "reactive", Reason.NoForecast
     elif coverage < params.reactive_below_coverage:
         mode, gate_reason = "reactive", Reason.ForecastDistrusted
-    elif coverage < params.widen_below_coverage:
+    elif gate.above > params.widen_above_share:
         mode, gate_reason = "widened", Reason.QuantileWidened
     else:
         mode, gate_reason = "forecast", Reason.ForecastTrusted
@@ -347,10 +359,10 @@ def _plan(
         scale_up_events=ups,
         scale_down_events=downs,
         pending_checks=gate.pending,
-        interval_hits=gate.hits,
+        interval_outcomes=gate.outcomes,
     )
     return desired, new_state, (
-        coverage, mode, q, gate_reason, forecast_replicas, floor_replicas, floor_reason,
+        coverage, gate.above, mode, q, gate_reason, forecast_replicas, floor_replicas, floor_reason,
         raw, raw_reason, stabilized, stab_reason, banded, band_reason, limited, limit_reason, guarded, guard_reason, bound_reason,
     )
 
@@ -406,17 +418,20 @@ class Gate:
 
     Attributes:
         pending: interval checks not yet due, this tick's included: ``(due, lo, hi)``.
-        hits: the latest outcomes (whether each fell inside its interval), at most ``gate_window``.
-        coverage: the share of hits, or 1.0 before half the window has come due.
+        outcomes: the latest outcomes (where each fell against its interval), at most ``gate_window``.
+        coverage: the share of outcomes inside their interval, or 1.0 before half the window has
+            come due.
         indices: the forecast's points at ``now``, ``now + startup`` (at most the last) and
             ``now + lead`` (``Forecast.index_at``), or ``None`` without a forecast: the same for
             every rung, so asked for once per tick.
     """
 
     pending: tuple[tuple[float, float, float], ...]
-    hits: tuple[bool, ...]
+    outcomes: tuple[Outcome, ...]
     coverage: float
     indices: tuple[int, int, int] | None = None
+    #: The share of outcomes above their interval, or 0.0 before half the window has come due.
+    above: float = 0.0
 
 
 def score_gate(
@@ -424,21 +439,24 @@ def score_gate(
 ) -> Gate:
     """Score the interval checks that came due against the load seen now, and add this tick's
     (the forecast's central ``params.interval`` at ``now + lead``)."""
-    pending, hits = _score_due_checks(state, obs, now, params.gate_window)
-    coverage = hits.count(True) / len(hits) if len(hits) >= params.gate_window // 2 else 1.0
+    pending, outcomes = _score_due_checks(state, obs, now, params.gate_window)
+    if len(outcomes) >= params.gate_window // 2:
+        coverage, above = outcomes.count(Outcome.INSIDE) / len(outcomes), outcomes.count(Outcome.ABOVE) / len(outcomes)
+    else:
+        coverage, above = 1.0, 0.0
     if forecast is None:
-        return Gate(pending, hits, coverage)
+        return Gate(pending, outcomes, coverage, above=above)
     end = forecast.index_at(now + timing.lead_seconds)
     lo_level, hi_level = params.interval
     lo, hi = float(forecast.quantile(lo_level)[end]), float(forecast.quantile(hi_level)[end])
     pending = (*pending, (now + timing.lead_seconds, lo, hi))
     indices = (forecast.index_at(now), min(forecast.index_at(now + timing.startup_seconds), end), end)
-    return Gate(pending, hits, coverage, indices)
+    return Gate(pending, outcomes, coverage, indices, above)
 
 
 def _score_due_checks(
     state: ControllerState, obs: Observation, now: float, window: int
-) -> tuple[tuple[tuple[float, float, float], ...], tuple[bool, ...]]:
+) -> tuple[tuple[tuple[float, float, float], ...], tuple[Outcome, ...]]:
     """Compare the intervals that came due with the load observed now.
 
     Without a load (missing, or not a finite number) the checks that came due are dropped,
@@ -446,15 +464,15 @@ def _score_due_checks(
     stand or fall on one sample (and the list would grow through the outage).
     """
     if obs.load is None or not math.isfinite(obs.load):
-        return tuple(c for c in state.pending_checks if c[0] > now), state.interval_hits
+        return tuple(c for c in state.pending_checks if c[0] > now), state.interval_outcomes
     came, pending = [], []
     for due, lo, hi in state.pending_checks:
         if due <= now:
-            came.append(lo <= obs.load <= hi)
+            came.append(Outcome.ABOVE if obs.load > hi else Outcome.BELOW if obs.load < lo else Outcome.INSIDE)
         else:
             pending.append((due, lo, hi))
-    hits = state.interval_hits + tuple(came) if came else state.interval_hits
-    return tuple(pending), hits[-window:]
+    outcomes = state.interval_outcomes + tuple(came) if came else state.interval_outcomes
+    return tuple(pending), outcomes[-window:]
 
 
 def _deciding_reason(stages: tuple[tuple[str, int, Reason], ...]) -> Reason:

@@ -295,7 +295,7 @@ def test_where_the_forecast_quantile_holds_more_pods_than_the_hpa_the_policy_low
 
 def test_a_lower_rung_provisions_at_its_quantile_where_the_gate_widens_the_configured_one():
     from controller.decide import planner
-    from controller.domain import ControllerState, Observation
+    from controller.domain import ControllerState, Observation, Outcome
     from controller.policies import rung_params
     from models.base import Forecast
 
@@ -306,7 +306,7 @@ def test_a_lower_rung_provisions_at_its_quantile_where_the_gate_widens_the_confi
     now = 10_000.0
     levels = {0.1: 8.0, 0.5: 10.0, 0.6: 11.0, 0.85: 12.0, 0.9: 13.0, 0.975: 15.0, 0.99: 16.0}
     forecast = Forecast(start=now - 30, step_seconds=60.0, mean=np.full(6, 10.0), quantiles={q: np.full(6, v) for q, v in levels.items()})
-    widening = ControllerState(interval_hits=(False,) * 150 + (True,) * 90)  # 37% inside: the gate widens
+    widening = ControllerState(interval_outcomes=(Outcome.ABOVE,) * 90 + (Outcome.INSIDE,) * 150)  # 37% above: the gate widens
     obs = Observation(now, 10.0, 10, 0, 10)
     timing = planner.Timing(lead_seconds=150.0, startup_seconds=120.0)
     wanted = {}

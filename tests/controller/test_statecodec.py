@@ -8,7 +8,7 @@ import pytest
 
 from controller import statecodec
 from controller.decide.baseline import ReferenceMemory, Tally
-from controller.domain import ControllerState, Recommendation, ScaleEvent
+from controller.domain import ControllerState, Outcome, Recommendation, ScaleEvent
 
 NOW = 1_700_000_000.0
 
@@ -19,7 +19,7 @@ def state(**overrides) -> ControllerState:
         scale_up_events=(ScaleEvent(4, NOW - 40),),
         scale_down_events=(ScaleEvent(2, NOW - 20),),
         pending_checks=((NOW + 60, 3.25, 7.5),),
-        interval_hits=(True, False, True),
+        interval_outcomes=(Outcome.INSIDE, Outcome.ABOVE, Outcome.BELOW, Outcome.INSIDE),
     )
     return ControllerState(**{**base, **overrides})
 
@@ -36,8 +36,17 @@ def test_a_state_survives_the_round_trip_with_recommendations_compacted():
     assert decoded.state.scale_up_events == (ScaleEvent(4, NOW - 40),)
     assert decoded.state.scale_down_events == (ScaleEvent(2, NOW - 20),)
     assert decoded.state.pending_checks == ((NOW + 60, 3.25, 7.5),)
-    assert decoded.state.interval_hits == (True, False, True)
+    assert decoded.state.interval_outcomes == (Outcome.INSIDE, Outcome.ABOVE, Outcome.BELOW, Outcome.INSIDE)
     assert decoded.startup_samples == ((42.0, 1.0),)
+
+
+def test_outcomes_are_one_character_each_and_older_misses_read_as_below():
+    assert json.loads(encode(state()))["hits"] == "1201"
+    # Written before misses above were told apart: every miss is a 0, read as a miss below (it
+    # does not widen the quantile, and ages out of the gate's window).
+    decoded = statecodec.decode('{"v": 1, "hits": "1100"}')
+    assert decoded.warning is None
+    assert decoded.state.interval_outcomes == (Outcome.INSIDE, Outcome.INSIDE, Outcome.BELOW, Outcome.BELOW)
 
 
 def test_equal_states_encode_to_equal_text_so_a_write_can_be_skipped():
@@ -49,12 +58,12 @@ def test_history_older_than_the_windows_is_trimmed():
     assert decoded.state.recommendations == (Recommendation(8, NOW - 15),)  # 10 at -100 is outside 60 s
     assert decoded.state.scale_up_events == ()  # -40 is outside the 30 s period
     assert decoded.state.scale_down_events == (ScaleEvent(2, NOW - 20),)
-    assert decoded.state.interval_hits == (False, True)
+    assert decoded.state.interval_outcomes == (Outcome.BELOW, Outcome.INSIDE)
 
 
 def test_a_long_tick_history_stays_small():
     recs = tuple(Recommendation(5 + i % 3, NOW - 300 + i) for i in range(300))
-    text = encode(state(recommendations=recs, interval_hits=(True,) * 500))
+    text = encode(state(recommendations=recs, interval_outcomes=(Outcome.INSIDE,) * 500))
     assert len(text) < 600
     assert {r.replicas for r in statecodec.decode(text).state.recommendations} == {5, 6, 7}
 
@@ -80,6 +89,7 @@ def test_an_oversized_state_drops_its_optional_parts_first():
         pytest.param('{"v": 1, "rec": [["x", 1.0]]}', True, id="bad-number"),
         pytest.param('{"v": 1, "rec": [[3]]}', True, id="bad-shape"),
         pytest.param('{"v": 1, "hits": "10x"}', True, id="bad-hits"),
+        pytest.param('{"v": 1, "hits": "1023"}', True, id="unknown-outcome"),
         pytest.param('{"v": 1, "rec": [[-3, 1.0]]}', True, id="negative-replicas"),
         pytest.param('{"v": 1, "chk": [[Infinity, 1.0, 2.0]]}', True, id="infinite-check"),
     ],

@@ -15,6 +15,7 @@ from controller.decide.leadtime import StartupEstimate, lead_seconds
 from controller.domain import (
     ControllerState,
     Observation,
+    Outcome,
     PolicyType,
     Reason,
     Recommendation,
@@ -26,6 +27,7 @@ from controller.domain import (
 from models.base import Forecast
 
 NOW = 10_000.0
+BELOW, INSIDE, ABOVE = Outcome.BELOW, Outcome.INSIDE, Outcome.ABOVE
 TIMING = planner.Timing(lead_seconds=150.0, startup_seconds=120.0)
 
 
@@ -201,37 +203,55 @@ def test_the_scale_in_guard_keeps_what_the_forecast_needs_before_a_replacement_c
     assert p.desired_replicas >= 16
 
 
-def test_the_confidence_gate_widens_then_distrusts_a_forecast_that_keeps_missing():
+def test_the_confidence_gate_widens_on_loads_above_the_intervals_then_distrusts_a_forecast_that_keeps_missing():
     f = flat_forecast(10.0)
-    misses = ControllerState(interval_hits=(False,) * 90 + (True,) * 150)  # coverage 62%: trusted
-    assert stages(plan(observe(load=10.0, ready=11), f, state=misses))["confidence"][1] is Reason.ForecastTrusted
-    misses = ControllerState(interval_hits=(False,) * 150 + (True,) * 90)  # 37%: widened to 0.975
-    s = stages(plan(observe(load=10.0, ready=11), f, state=misses))
-    assert s["confidence"][1] is Reason.QuantileWidened and s["forecast_replicas"][0] == 12  # ceil(10 * 1.2)
-    misses = ControllerState(interval_hits=(False,) * 210 + (True,) * 30)  # 12%: reactive at 0.7
-    s = stages(plan(observe(load=10.0, ready=11), f, state=misses))
-    assert s["confidence"][1] is Reason.ForecastDistrusted
-    assert s["floor_replicas"][0] == 15  # 90% / 70% * 11 = 14.14 -> 15
+    above = ControllerState(interval_outcomes=(ABOVE,) * 55 + (INSIDE,) * 185)  # 23% above: trusted
+    s = stages(plan(observe(load=10.0, ready=11), f, state=above))
+    assert s["confidence"] == (77, Reason.ForecastTrusted) and s["forecast_replicas"][0] == 11  # ceil(10 * 1.1)
+    above = ControllerState(interval_outcomes=(ABOVE,) * 65 + (INSIDE,) * 175)  # 27% above: widened to 0.975
+    s = stages(plan(observe(load=10.0, ready=11), f, state=above))
+    assert s["confidence"] == (73, Reason.QuantileWidened) and s["forecast_replicas"][0] == 12  # ceil(10 * 1.2)
+    # Misses below cost pods, not service: a forecast that runs high is not widened, however often.
+    below = ControllerState(interval_outcomes=(BELOW,) * 150 + (INSIDE,) * 90)  # 37% inside, none above
+    s = stages(plan(observe(load=10.0, ready=11), f, state=below))
+    assert s["confidence"] == (38, Reason.ForecastTrusted) and s["forecast_replicas"][0] == 11
+    # Either side counts against trust: 12% inside is reactive at 0.7.
+    for miss in (ABOVE, BELOW):
+        misses = ControllerState(interval_outcomes=(miss,) * 210 + (INSIDE,) * 30)
+        s = stages(plan(observe(load=10.0, ready=11), f, state=misses))
+        assert s["confidence"][1] is Reason.ForecastDistrusted
+        assert s["floor_replicas"][0] == 15  # 90% / 70% * 11 = 14.14 -> 15
+
+
+def test_the_gate_counts_the_outcomes_above_only_once_half_its_window_has_come_due():
+    f = flat_forecast(10.0)
+    early = ControllerState(interval_outcomes=(ABOVE,) * 119)  # all above, but under half an hour of them
+    s = stages(plan(observe(load=10.0, ready=11), f, state=early))
+    assert s["confidence"] == (100, Reason.ForecastTrusted)
+    p = plan(observe(load=10.0, ready=11), f, state=early)
+    assert "coverage 100%, above 0%" in p.decisions[0].message
+    p = plan(observe(load=10.0, ready=11), f, state=ControllerState(interval_outcomes=(ABOVE,) * 65 + (INSIDE,) * 175))
+    assert p.decisions[0].message.startswith("widened mode, q=0.975") and "coverage 73%, above 27%" in p.decisions[0].message
 
 
 def test_the_gate_judges_an_hour_of_outcomes_so_one_missed_ramp_does_not_distrust_the_forecast():
     f = flat_forecast(10.0)
     # Ten minutes of misses (one ramp the intervals did not cover) after fifty minutes of hits.
-    ramp = ControllerState(interval_hits=(True,) * 200 + (False,) * 40)
+    ramp = ControllerState(interval_outcomes=(INSIDE,) * 200 + (ABOVE,) * 40)
     s = stages(plan(observe(load=10.0, ready=11), f, state=ramp))
     assert s["confidence"] == (83, Reason.ForecastTrusted)
     assert s["floor_replicas"][0] == 11  # the planner's own utilisation; the HPA's 0.7 would ask 15
     # Only the newest gate_window outcomes count: an hour of misses distrusts it.
-    long_miss = ControllerState(interval_hits=(True,) * 200 + (False,) * 240)
+    long_miss = ControllerState(interval_outcomes=(INSIDE,) * 200 + (ABOVE,) * 240)
     s = stages(plan(observe(load=10.0, ready=11), f, state=long_miss))
     assert s["confidence"] == (0, Reason.ForecastDistrusted)
     assert s["floor_replicas"][0] == 15
 
 
 def test_forecast_checks_are_scored_when_they_come_due():
-    state = ControllerState(pending_checks=((NOW - 1, 8.0, 12.0), (NOW - 1, 11.0, 13.0), (NOW + 60, 0.0, 1.0)))
+    state = ControllerState(pending_checks=((NOW - 1, 8.0, 12.0), (NOW - 1, 11.0, 13.0), (NOW - 1, 4.0, 9.5), (NOW + 60, 0.0, 1.0)))
     p = plan(observe(load=10.0, ready=11), flat_forecast(10.0), state=state)
-    assert p.state.interval_hits == (True, False)
+    assert p.state.interval_outcomes == (INSIDE, BELOW, ABOVE)
     assert (NOW + 60, 0.0, 1.0) in p.state.pending_checks
     # and this tick's own interval at now + lead is queued
     assert (NOW + 150.0, 9.0, 11.0) in p.state.pending_checks
@@ -240,22 +260,22 @@ def test_forecast_checks_are_scored_when_they_come_due():
 @pytest.mark.parametrize("load", [None, math.nan, math.inf])
 def test_checks_that_come_due_without_a_load_are_dropped_not_scored_later(load):
     state = ControllerState(
-        pending_checks=((NOW - 1, 8.0, 12.0), (NOW + 60, 0.0, 1.0)), interval_hits=(True,) * 10
+        pending_checks=((NOW - 1, 8.0, 12.0), (NOW + 60, 0.0, 1.0)), interval_outcomes=(INSIDE,) * 10
     )
     p = plan(observe(load=load, ready=11), flat_forecast(10.0), state=state)
-    assert p.state.interval_hits == (True,) * 10  # nothing scored
+    assert p.state.interval_outcomes == (INSIDE,) * 10  # nothing scored
     assert (NOW - 1, 8.0, 12.0) not in p.state.pending_checks  # and the due one is gone
     assert (NOW + 60, 0.0, 1.0) in p.state.pending_checks
 
     # through a two-hour outage the list stays one lead time long, and the first load scores only what is due then
     params = dataclasses.replace(FULL)
-    state, now = ControllerState(interval_hits=(True,) * 240), NOW
+    state, now = ControllerState(interval_outcomes=(INSIDE,) * 240), NOW
     for _ in range(480):
         state = planner.plan(Observation(now, load, 11, 0, 11), flat_forecast(10.0), params, state, now, timing=TIMING).state
         now += 15.0
     assert len(state.pending_checks) <= TIMING.lead_seconds / 15.0 + 1
     after = planner.plan(Observation(now, 30.0, 11, 0, 11), flat_forecast(10.0), params, state, now, timing=TIMING)
-    assert after.state.interval_hits.count(False) <= 1
+    assert after.state.interval_outcomes.count(ABOVE) <= 1 and BELOW not in after.state.interval_outcomes
 
 
 # --- lead time ---------------------------------------------------------------------------------
@@ -324,7 +344,8 @@ def scenarios(draw):
     recs = tuple(Recommendation(draw(st.integers(0, 70)), NOW - draw(st.integers(1, 600))) for _ in range(draw(st.integers(0, 6))))
     ups = tuple(ScaleEvent(draw(st.integers(1, 20)), NOW - draw(st.integers(1, 120))) for _ in range(draw(st.integers(0, 3))))
     downs = tuple(ScaleEvent(draw(st.integers(1, 20)), NOW - draw(st.integers(1, 120))) for _ in range(draw(st.integers(0, 3))))
-    hits = tuple(draw(st.lists(st.booleans(), max_size=40)))
+    # up to the gate's whole window, so the gate widens and distrusts in some cases
+    outcomes = tuple(draw(st.lists(st.sampled_from(Outcome), max_size=240)))
     params = planner.PlannerParams(
         min_replicas=min_r,
         max_replicas=max_r,
@@ -333,7 +354,7 @@ def scenarios(draw):
         scale_down_headroom=draw(st.sampled_from([0.0, 0.1, 0.3])),
         scale_down_window_from_lead=draw(st.booleans()),
     )
-    state = ControllerState(recommendations=recs, scale_up_events=ups, scale_down_events=downs, interval_hits=hits)
+    state = ControllerState(recommendations=recs, scale_up_events=ups, scale_down_events=downs, interval_outcomes=outcomes)
     obs = Observation(NOW, load, ready, starting, ready + starting)
     return obs, f, params, state
 
@@ -390,8 +411,14 @@ def test_invariants_of_plan(case):
 
     # never below the forecast need: a scale-in keeps the peak from now to the end of the
     # lead interval; any decision covers the peak from when a new pod could serve to then
-    if f is not None and s["confidence"] >= 100 * params.reactive_below_coverage:
-        q = params.widened_quantile if s["confidence"] < 100 * params.widen_below_coverage else params.quantile
+    # the gate, from the outcomes (no pending checks come due here)
+    outcomes = state.interval_outcomes[-params.gate_window :]
+    coverage, above = 1.0, 0.0
+    if len(outcomes) >= params.gate_window // 2:
+        coverage, above = outcomes.count(INSIDE) / len(outcomes), outcomes.count(ABOVE) / len(outcomes)
+    assert s["confidence"] == round(100 * coverage)
+    if f is not None and coverage >= params.reactive_below_coverage:
+        q = params.widened_quantile if above > params.widen_above_share else params.quantile
 
         def need(start):
             k0 = max(0, math.ceil((start - f.start) / f.step_seconds - 1e-9))
