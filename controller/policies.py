@@ -117,7 +117,7 @@ def reference_params(settings: ControllerSettings, workload: WorkloadSettings) -
 def rung_params(params: planner.PlannerParams, quantiles: Sequence[float], *, lean: bool = False) -> list[planner.PlannerParams]:
     """The planner's parameters at each rung of the ladder ``quantiles``.
 
-    A rung at or above ``params.quantile`` widens, while the gate distrusts the intervals, to
+    A rung at or above ``params.quantile`` widens, while loads come above the intervals too often, to
     ``params.widened_quantile`` as the configured quantile does. A lower rung never widens: it is
     taken because the configured quantile's headroom, widening included, held more pods than the
     HPA while serving no worse (docs/policy.md, ninth round); a forecast the gate distrusts

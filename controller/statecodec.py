@@ -28,10 +28,13 @@ Design choices a reader might question:
   before it could choose again. It changes once a day. A malformed ``"ref"`` is dropped
   with a warning and the rest of the state kept: without it the choice starts over, as on
   a first start. The tallies of the day in progress are not kept (they change every tick).
-* **Interval outcomes are one character each** (``"hits"``): ``0`` below the interval, ``1``
-  inside, ``2`` above. Annotations written before outcomes above were told apart hold ``0`` for
-  every miss; they read as misses below, which do not widen the quantile, and age out within the
-  gate's window.
+* **Interval outcomes are one character each** (``"out"``): ``0`` below the interval, ``1``
+  inside, ``2`` above. Annotations written before misses above and below were told apart hold
+  ``"hits"`` instead, ``1`` inside and ``0`` any miss; a ``0`` there reads as a miss above, the
+  side that widens the quantile (the safe side for service), and ages out within the gate's
+  window. The new key leaves ``"hits"`` out, so a controller rolled back to that older version
+  reads the rest of the state and starts its outcomes afresh, rather than refusing the whole
+  annotation for a ``2`` it does not know.
 * **Numbers are rounded** (times to milliseconds, loads to 6 significant digits): the
   annotation is compared before it is written, and noise in the last digit would turn
   every comparison into a write.
@@ -208,14 +211,14 @@ def encode(
     doc["up"] = [[int(e.delta), _t(e.at)] for e in s.scale_up_events]
     doc["down"] = [[int(e.delta), _t(e.at)] for e in s.scale_down_events]
     doc["chk"] = [[_t(due), _v(lo), _v(hi)] for due, lo, hi in s.pending_checks]
-    doc["hits"] = "".join(str(int(o)) for o in s.interval_outcomes)
+    doc["out"] = "".join(str(int(o)) for o in s.interval_outcomes)
     samples = [[_v(sec), round(float(w), 4)] for sec, w in startup_samples]
     if samples:
         doc["startup"] = samples
     if reference is not None:
         doc["ref"] = _encode_reference(reference)
     # Drop what matters least first until it fits: checks, outcomes, the quantile's memory, startup samples.
-    for optional in ("chk", "hits", "ref", "startup"):
+    for optional in ("chk", "out", "ref", "startup"):
         text = json.dumps(doc, separators=(",", ":"))
         if len(text.encode()) <= MAX_BYTES:
             return text
@@ -253,7 +256,7 @@ def decode(text: str | None) -> Decoded:
             scale_up_events=tuple(ScaleEvent(int(d), float(at)) for d, at in doc.get("up", [])),
             scale_down_events=tuple(ScaleEvent(int(d), float(at)) for d, at in doc.get("down", [])),
             pending_checks=tuple((float(due), float(lo), float(hi)) for due, lo, hi in doc.get("chk", [])),
-            interval_outcomes=tuple(_outcome(c) for c in str(doc.get("hits", ""))),
+            interval_outcomes=_outcomes(doc),
         )
         samples = tuple((float(sec), float(w)) for sec, w in doc.get("startup", []))
         written_at = float(doc["at"]) if "at" in doc else None
@@ -275,7 +278,13 @@ def decode(text: str | None) -> Decoded:
     return Decoded(state, samples, written_at, warning, reference)
 
 
-def _outcome(c: str) -> Outcome:
-    if c not in "012":
-        raise ValueError(f"interval outcome {c!r} is not 0 (below), 1 (inside) or 2 (above)")
-    return Outcome(int(c))
+def _outcomes(doc: dict[str, Any]) -> tuple[Outcome, ...]:
+    if "out" in doc:
+        text = str(doc["out"])
+        if bad := set(text) - set("012"):
+            raise ValueError(f"interval outcomes {sorted(bad)} are not 0 (below), 1 (inside) or 2 (above)")
+        return tuple(Outcome(int(c)) for c in text)
+    text = str(doc.get("hits", ""))  # older annotations: 1 inside, 0 a miss on either side
+    if bad := set(text) - set("01"):
+        raise ValueError(f"interval outcomes (hits) {sorted(bad)} are not 0 or 1")
+    return tuple(Outcome.INSIDE if c == "1" else Outcome.ABOVE for c in text)

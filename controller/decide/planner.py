@@ -78,7 +78,7 @@ class PlannerParams:
     Attributes:
         target_utilization_ratio: utilisation the forecast quantile is provisioned at.
         quantile: forecast quantile provisioned for.
-        widened_quantile: quantile used while the forecast's intervals miss too often.
+        widened_quantile: quantile used while loads come above the forecast's intervals too often.
         fallback_utilization_ratio: target of the reactive floor when the forecast is
             missing or not trusted (the HPA's usual 0.7).
         tolerance: the HPA's tolerance, used by the reactive floor.
@@ -468,7 +468,8 @@ def _score_due_checks(
     came, pending = [], []
     for due, lo, hi in state.pending_checks:
         if due <= now:
-            came.append(Outcome.ABOVE if obs.load > hi else Outcome.BELOW if obs.load < lo else Outcome.INSIDE)
+            # inside first: an interval that is not a number (a broken model) is a miss, below
+            came.append(Outcome.INSIDE if lo <= obs.load <= hi else Outcome.ABOVE if obs.load > hi else Outcome.BELOW)
         else:
             pending.append((due, lo, hi))
     outcomes = state.interval_outcomes + tuple(came) if came else state.interval_outcomes

@@ -40,13 +40,19 @@ def test_a_state_survives_the_round_trip_with_recommendations_compacted():
     assert decoded.startup_samples == ((42.0, 1.0),)
 
 
-def test_outcomes_are_one_character_each_and_older_misses_read_as_below():
-    assert json.loads(encode(state()))["hits"] == "1201"
-    # Written before misses above were told apart: every miss is a 0, read as a miss below (it
-    # does not widen the quantile, and ages out of the gate's window).
-    decoded = statecodec.decode('{"v": 1, "hits": "1100"}')
+def test_outcomes_are_one_character_each_and_older_misses_read_as_above():
+    doc = json.loads(encode(state()))
+    # A new key: a controller rolled back to the version that wrote "hits" (0 or 1 only) does not
+    # find a 2 it would refuse, with the whole state, as malformed.
+    assert doc["out"] == "1201" and "hits" not in doc
+    # Written before misses above and below were told apart: every miss is a 0, read as a miss
+    # above, the side that widens the quantile.
+    decoded = statecodec.decode('{"v": 1, "rec": [[3, 1.0]], "hits": "1100"}')
     assert decoded.warning is None
-    assert decoded.state.interval_outcomes == (Outcome.INSIDE, Outcome.INSIDE, Outcome.BELOW, Outcome.BELOW)
+    assert decoded.state.interval_outcomes == (Outcome.INSIDE, Outcome.INSIDE, Outcome.ABOVE, Outcome.ABOVE)
+    assert decoded.state.recommendations == (Recommendation(3, 1.0),)
+    # the new key wins over an old one
+    assert statecodec.decode('{"v": 1, "out": "02", "hits": "11"}').state.interval_outcomes == (Outcome.BELOW, Outcome.ABOVE)
 
 
 def test_equal_states_encode_to_equal_text_so_a_write_can_be_skipped():
@@ -89,7 +95,8 @@ def test_an_oversized_state_drops_its_optional_parts_first():
         pytest.param('{"v": 1, "rec": [["x", 1.0]]}', True, id="bad-number"),
         pytest.param('{"v": 1, "rec": [[3]]}', True, id="bad-shape"),
         pytest.param('{"v": 1, "hits": "10x"}', True, id="bad-hits"),
-        pytest.param('{"v": 1, "hits": "1023"}', True, id="unknown-outcome"),
+        pytest.param('{"v": 1, "hits": "102"}', True, id="old-hits-with-an-outcome-above"),
+        pytest.param('{"v": 1, "out": "1023"}', True, id="unknown-outcome"),
         pytest.param('{"v": 1, "rec": [[-3, 1.0]]}', True, id="negative-replicas"),
         pytest.param('{"v": 1, "chk": [[Infinity, 1.0, 2.0]]}', True, id="infinite-check"),
     ],

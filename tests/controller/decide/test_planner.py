@@ -205,9 +205,9 @@ def test_the_scale_in_guard_keeps_what_the_forecast_needs_before_a_replacement_c
 
 def test_the_confidence_gate_widens_on_loads_above_the_intervals_then_distrusts_a_forecast_that_keeps_missing():
     f = flat_forecast(10.0)
-    above = ControllerState(interval_outcomes=(ABOVE,) * 55 + (INSIDE,) * 185)  # 23% above: trusted
+    above = ControllerState(interval_outcomes=(ABOVE,) * 60 + (INSIDE,) * 180)  # 25% above, not more: trusted
     s = stages(plan(observe(load=10.0, ready=11), f, state=above))
-    assert s["confidence"] == (77, Reason.ForecastTrusted) and s["forecast_replicas"][0] == 11  # ceil(10 * 1.1)
+    assert s["confidence"] == (75, Reason.ForecastTrusted) and s["forecast_replicas"][0] == 11  # ceil(10 * 1.1)
     above = ControllerState(interval_outcomes=(ABOVE,) * 65 + (INSIDE,) * 175)  # 27% above: widened to 0.975
     s = stages(plan(observe(load=10.0, ready=11), f, state=above))
     assert s["confidence"] == (73, Reason.QuantileWidened) and s["forecast_replicas"][0] == 12  # ceil(10 * 1.2)
@@ -225,11 +225,15 @@ def test_the_confidence_gate_widens_on_loads_above_the_intervals_then_distrusts_
 
 def test_the_gate_counts_the_outcomes_above_only_once_half_its_window_has_come_due():
     f = flat_forecast(10.0)
-    early = ControllerState(interval_outcomes=(ABOVE,) * 119)  # all above, but under half an hour of them
-    s = stages(plan(observe(load=10.0, ready=11), f, state=early))
-    assert s["confidence"] == (100, Reason.ForecastTrusted)
+    early = ControllerState(interval_outcomes=(INSIDE,) * 89 + (ABOVE,) * 30)  # under half an hour of them
     p = plan(observe(load=10.0, ready=11), f, state=early)
+    assert stages(p)["confidence"] == (100, Reason.ForecastTrusted)
     assert "coverage 100%, above 0%" in p.decisions[0].message
+    half = ControllerState(interval_outcomes=(INSIDE,) * 90 + (ABOVE,) * 30)  # half an hour: 25% above is scored
+    p = plan(observe(load=10.0, ready=11), f, state=half)
+    assert stages(p)["confidence"] == (75, Reason.ForecastTrusted) and "coverage 75%, above 25%" in p.decisions[0].message
+    p = plan(observe(load=10.0, ready=11), f, state=ControllerState(interval_outcomes=(INSIDE,) * 89 + (ABOVE,) * 31))
+    assert stages(p)["confidence"] == (74, Reason.QuantileWidened)
     p = plan(observe(load=10.0, ready=11), f, state=ControllerState(interval_outcomes=(ABOVE,) * 65 + (INSIDE,) * 175))
     assert p.decisions[0].message.startswith("widened mode, q=0.975") and "coverage 73%, above 27%" in p.decisions[0].message
 
@@ -249,9 +253,11 @@ def test_the_gate_judges_an_hour_of_outcomes_so_one_missed_ramp_does_not_distrus
 
 
 def test_forecast_checks_are_scored_when_they_come_due():
-    state = ControllerState(pending_checks=((NOW - 1, 8.0, 12.0), (NOW - 1, 11.0, 13.0), (NOW - 1, 4.0, 9.5), (NOW + 60, 0.0, 1.0)))
+    due = ((8.0, 12.0), (11.0, 13.0), (4.0, 9.5), (10.0, 10.0), (math.nan, math.nan))
+    state = ControllerState(pending_checks=(*((NOW - 1, lo, hi) for lo, hi in due), (NOW + 60, 0.0, 1.0)))
     p = plan(observe(load=10.0, ready=11), flat_forecast(10.0), state=state)
-    assert p.state.interval_outcomes == (INSIDE, BELOW, ABOVE)
+    # the bounds are inside; an interval that is not a number is a miss, not above
+    assert p.state.interval_outcomes == (INSIDE, BELOW, ABOVE, INSIDE, BELOW)
     assert (NOW + 60, 0.0, 1.0) in p.state.pending_checks
     # and this tick's own interval at now + lead is queued
     assert (NOW + 150.0, 9.0, 11.0) in p.state.pending_checks
