@@ -1122,17 +1122,18 @@ class Controller:
             await self._event(m.ref, EVENT_RESUMED, f"reconciling again after {m.failures} failures", "Normal")
         m.failures, m.skip_ticks, m.holding = 0, 0, False
         policy = m.policy
-        forecast = lead = startup = load = quantile = None
+        forecast = lead = startup = load = quantile = above = None
         if isinstance(policy, LivePredictivePolicy):
             lead = policy.lead_seconds
             startup = policy.startup.seconds
             quantile = policy.quantile
+            above = policy.interval_above
             forecast = policy.forecast_at(now + lead)
             load = policy.last_load
         forecast_error = _score_due_forecasts(m, now, load, forecast, lead)
         self.telemetry.record_decision(
             m.label, decision, forecast=forecast, lead_seconds=lead, startup_seconds=startup, load=load,
-            forecast_error=forecast_error, provisioning_quantile=quantile,
+            forecast_error=forecast_error, provisioning_quantile=quantile, interval_above=above,
         )  # fmt: skip
         self.decisions.add(m.label, now, decision)
         outcome = m.outcome or ("scaled" if decision.kind == "scale" else "unchanged")

@@ -364,6 +364,9 @@ class PredictivePolicy:
         self.acting = True
         self.startup = leadtime.StartupEstimate(prior_seconds=startup_prior_seconds, quantile=startup_quantile)
         self.state = ControllerState()
+        #: The confidence gate's share of recent outcomes above the forecast interval at the last
+        #: tick (the planner widens the quantile above ``widen_above_share``); ``None`` before it.
+        self.interval_above: float | None = None
         self._since = -float("inf")
         self._bucket: list[float] = []
         self._bucket_start: float | None = None
@@ -401,6 +404,7 @@ class PredictivePolicy:
         # The rungs differ in their quantiles only, not in the gate: their interval checks are the real ones (a
         # counterfactual starts from the real state and then sees the same forecasts and load).
         gate = planner.score_gate(obs, self._forecast, self._rung_params[0 if self.hpa_mode else self.rung], self.state, now, timing=timing)
+        self.interval_above = gate.above
         if self._reference is not None:
             self._run_counterfactuals(obs, timing, gate)  # at a period's end it may choose another rung
         if self.hpa_mode:

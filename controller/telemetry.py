@@ -182,6 +182,12 @@ class Telemetry:
             "Share of recent outcomes that fell inside the forecast's central interval (0-1).",
             ["workload"], namespace=ns, registry=r,
         )
+        self.interval_above = Gauge(
+            "forecast_interval_above_ratio",
+            "Share of recent outcomes that came above the forecast's central interval (0-1); the planner "
+            "widens its provisioning quantile to 0.975 while it is above 0.25.",
+            ["workload"], namespace=ns, registry=r,
+        )
         self.forecast_error = Gauge(
             "forecast_error_ratio",
             "Absolute error of the median forecast made one lead time ago, relative to the larger of that "
@@ -303,6 +309,7 @@ class Telemetry:
         load: float | None = None,
         forecast_error: float | None = None,
         provisioning_quantile: float | None = None,
+        interval_above: float | None = None,
     ) -> None:
         """Count one decision and set every per-decision gauge of ``workload`` from it.
 
@@ -321,6 +328,8 @@ class Telemetry:
             forecast_error: The relative error of the median forecast that came due this tick
                 (``forecast_error_ratio``); unchanged when ``None``.
             provisioning_quantile: The forecast quantile the planner provisions for; unchanged when ``None``.
+            interval_above: Share (0-1) of recent outcomes above the forecast interval (the
+                confidence gate's, which widens the quantile); unchanged when ``None``.
         """
         self._ensure_workload(workload)
         self._labels(workload, self.decisions, workload, decision.kind, str(decision.reason)).inc()
@@ -334,6 +343,8 @@ class Telemetry:
             coverage = stages[_CONFIDENCE_STAGE] / 100
         if coverage is not None:
             self.interval_coverage.labels(workload).set(coverage)
+        if interval_above is not None:
+            self.interval_above.labels(workload).set(interval_above)
         if forecast_error is not None:
             self.forecast_error.labels(workload).set(forecast_error)
 
@@ -441,6 +452,7 @@ class Telemetry:
                 self.lead_time,
                 self.startup_estimate,
                 self.interval_coverage,
+                self.interval_above,
                 self.forecast_error,
             )
         }

@@ -269,6 +269,20 @@ async def test_a_restart_keeps_the_choice_of_quantile_stored_in_the_state_annota
     assert other.metric("scaleahead_provisioning_quantile", workload="Deployment/default/steady") == 0.85
 
 
+async def test_the_gate_restored_from_the_state_annotation_sets_the_gauge_of_outcomes_above(world_factory, kube_server, kube_clock, prom):
+    from controller.domain import ControllerState, Outcome
+
+    # 72 of the last 240 outcomes came above the interval (30%): the gate widens the quantile
+    stored = ControllerState(interval_outcomes=(Outcome.ABOVE,) * 72 + (Outcome.INSIDE,) * 168)
+    text = statecodec.encode(stored, now=T0, keep_seconds=300, event_keep_seconds=60)
+    deploy(kube_server, kube_clock, "steady", 8, annotations={kube.STATE_ANNOTATION: text})
+    w = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}"))
+    assert w.metric("scaleahead_forecast_interval_above_ratio", workload="Deployment/default/steady") is None
+    await w.ticks(2)
+    assert w.metric("scaleahead_forecast_interval_above_ratio", workload="Deployment/default/steady") == pytest.approx(0.3)
+    assert "coverage 70%, above 30%" in w.decisions.snapshot()["Deployment/default/steady"][-1]["message"]
+
+
 async def test_an_unreadable_state_annotation_is_ignored_with_a_warning(world_factory, kube_server, kube_clock, prom, caplog):
     deploy(kube_server, kube_clock, "steady", 8, annotations={kube.STATE_ANNOTATION: "{garbage"})
     w = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}"))

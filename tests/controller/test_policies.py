@@ -544,3 +544,31 @@ def test_the_counterfactuals_score_each_observation_against_the_pods_ready_a_met
     assert load_then == load_now
     assert hpa_then.pod_seconds == hpa_now.pod_seconds
     assert hpa_then.uncovered > hpa_now.uncovered > 0
+
+
+def test_the_policy_keeps_the_gates_share_of_outcomes_above_the_interval_for_its_gauge():
+    holder, seen = {}, []
+
+    def build(ports, sc, cfg):
+        policy = holder["policy"] = engine.BUILDERS["scaleahead"](ports, sc, cfg)
+        reconcile = policy.reconcile
+
+        async def recorded(target):
+            decision = await reconcile(target)
+            seen.append((policy.interval_above, decision.message))
+            return decision
+
+        policy.reconcile = recorded
+        return policy
+
+    # a day of the cycle, then a steady climb that the forecast follows late
+    cycle = daily_cycle(days=1)
+    demand = np.concatenate([cycle, cycle[-1] + 0.02 * np.arange(1, 721)])
+    engine.run(make_scenario(demand), "scaleahead", engine.SimConfig(startup_seconds=120), builder=build)
+    shares = [share for share, _ in seen]
+    assert all(share is not None and 0.0 <= share <= 1.0 for share in shares)
+    # the share the gauge reads is the one the decision was made with
+    assert all(f"above {share:.0%}" in message for share, message in seen)
+    widened = [share for share, message in seen if message.startswith("widened mode")]
+    assert widened and min(widened) > 0.25
+    assert max(share for share, message in seen if message.startswith("forecast mode")) <= 0.25

@@ -58,7 +58,7 @@ def value(registry, name, **labels):
 def test_record_decision_sets_every_per_decision_gauge_and_counts_it(tel, registry):
     tel.record_decision(
         W, make_decision(), forecast={0.5: 4.2, 0.9: 6.1}, lead_seconds=75.0, startup_seconds=45.0, coverage=0.8, load=3.9,
-        provisioning_quantile=0.975,
+        provisioning_quantile=0.975, interval_above=0.3,
     )
 
     assert value(registry, "scaleahead_decisions_total", workload=W, kind="scale", reason="ForecastAboveFloor") == 1
@@ -72,6 +72,7 @@ def test_record_decision_sets_every_per_decision_gauge_and_counts_it(tel, regist
     assert value(registry, "scaleahead_startup_estimate_seconds", workload=W) == 45
     assert value(registry, "scaleahead_forecast_interval_coverage_ratio", workload=W) == 0.8
     assert value(registry, "scaleahead_provisioning_quantile", workload=W) == 0.975
+    assert value(registry, "scaleahead_forecast_interval_above_ratio", workload=W) == 0.3
 
     tel.record_decision(W, make_decision(kind="no-op", from_value=7, reason=Reason.DesiredWithinRange))
     tel.record_decision(W, make_decision())
@@ -128,14 +129,17 @@ def test_known_label_values_are_pre_created_at_zero(tel, registry):
         "scaleahead_lead_time_seconds",
         "scaleahead_startup_estimate_seconds",
         "scaleahead_forecast_interval_coverage_ratio",
+        "scaleahead_forecast_interval_above_ratio",
         "scaleahead_forecast_error_ratio",
     ):
         assert value(registry, name, workload=W) is None, name
     tel.record_decision(W, make_decision(), lead_seconds=60.0, startup_seconds=40.0, coverage=0.9)
     assert value(registry, "scaleahead_desired_replicas", workload=W) is not None
     assert value(registry, "scaleahead_forecast_interval_coverage_ratio", workload=W) == 0.9
+    tel.record_decision(W, make_decision(), interval_above=0.1)
     tel.forget_workload(W)
     assert value(registry, "scaleahead_desired_replicas", workload=W) is None  # forgotten with the rest
+    assert value(registry, "scaleahead_forecast_interval_above_ratio", workload=W) is None
 
 
 def test_workloads_are_counted_by_mode_and_move_between_modes(tel, registry):
@@ -219,7 +223,7 @@ def test_quantile_labels_are_the_shortest_decimal():
 def record_one_of_everything(tel: telemetry.Telemetry) -> None:
     tel.register_workload(W, mode="active")
     tel.record_decision(W, make_decision(), forecast={0.9: 6.0}, lead_seconds=60.0, startup_seconds=40.0, load=5.0,
-                        provisioning_quantile=0.85, forecast_error=0.1)
+                        provisioning_quantile=0.85, forecast_error=0.1, interval_above=0.2)
     tel.set_conflict(W, False)
     tel.record_tick(0.2, 0.01)
     tel.record_model_refit(1.2)
