@@ -278,13 +278,17 @@ def decode(text: str | None) -> Decoded:
     return Decoded(state, samples, written_at, warning, reference)
 
 
+#: The characters of the stored interval outcomes, by key: ``"out"``, and the older ``"hits"``,
+#: whose ``0`` was a miss on either side, read as above (the side that widens the quantile).
+_OUTCOME_CODES: dict[str, dict[str, Outcome]] = {
+    "out": {"0": Outcome.BELOW, "1": Outcome.INSIDE, "2": Outcome.ABOVE},
+    "hits": {"0": Outcome.ABOVE, "1": Outcome.INSIDE},
+}
+
+
 def _outcomes(doc: dict[str, Any]) -> tuple[Outcome, ...]:
-    if "out" in doc:
-        text = str(doc["out"])
-        if bad := set(text) - set("012"):
-            raise ValueError(f"interval outcomes {sorted(bad)} are not 0 (below), 1 (inside) or 2 (above)")
-        return tuple(Outcome(int(c)) for c in text)
-    text = str(doc.get("hits", ""))  # older annotations: 1 inside, 0 a miss on either side
-    if bad := set(text) - set("01"):
-        raise ValueError(f"interval outcomes (hits) {sorted(bad)} are not 0 or 1")
-    return tuple(Outcome.INSIDE if c == "1" else Outcome.ABOVE for c in text)
+    key = "out" if "out" in doc else "hits"
+    codes, text = _OUTCOME_CODES[key], str(doc.get(key, ""))
+    if bad := set(text) - codes.keys():
+        raise ValueError(f"interval outcomes ({key}) {sorted(bad)} are not among {sorted(codes)}")
+    return tuple(codes[c] for c in text)

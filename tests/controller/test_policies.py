@@ -32,11 +32,12 @@ def run_with_policy(scenario, config):
 
     def build(ports, sc, cfg):
         policy = holder["policy"] = engine.BUILDERS["scaleahead"](ports, sc, cfg)
-        reconcile, policy.messages = policy.reconcile, []
+        reconcile, policy.messages, policy.above_shares = policy.reconcile, [], []
 
         async def recorded(target):
             decision = await reconcile(target)
             policy.messages.append(decision.message)
+            policy.above_shares.append(policy.interval_above)
             return decision
 
         policy.reconcile = recorded
@@ -547,25 +548,12 @@ def test_the_counterfactuals_score_each_observation_against_the_pods_ready_a_met
 
 
 def test_the_policy_keeps_the_gates_share_of_outcomes_above_the_interval_for_its_gauge():
-    holder, seen = {}, []
-
-    def build(ports, sc, cfg):
-        policy = holder["policy"] = engine.BUILDERS["scaleahead"](ports, sc, cfg)
-        reconcile = policy.reconcile
-
-        async def recorded(target):
-            decision = await reconcile(target)
-            seen.append((policy.interval_above, decision.message))
-            return decision
-
-        policy.reconcile = recorded
-        return policy
-
     # a day of the cycle, then a steady climb that the forecast follows late
     cycle = daily_cycle(days=1)
     demand = np.concatenate([cycle, cycle[-1] + 0.02 * np.arange(1, 721)])
-    engine.run(make_scenario(demand), "scaleahead", engine.SimConfig(startup_seconds=120), builder=build)
-    shares = [share for share, _ in seen]
+    _, policy = run_with_policy(make_scenario(demand), engine.SimConfig(startup_seconds=120))
+    seen = list(zip(policy.above_shares, policy.messages, strict=True))
+    shares = policy.above_shares
     assert all(share is not None and 0.0 <= share <= 1.0 for share in shares)
     # the share the gauge reads is the one the decision was made with
     assert all(f"above {share:.0%}" in message for share, message in seen)
