@@ -174,7 +174,8 @@ class Telemetry:
         self.provisioning_quantile = Gauge(
             "provisioning_quantile",
             "Forecast quantile the planner provisions for: forecast.quantile, or one of "
-            "forecast.raise_quantile_to / lower_quantile_to / lean_quantile chosen against the HPA's calculation run beside it.",
+            "forecast.raise_quantile_to / lower_quantile_to / lean_quantile chosen against the HPA's calculation run beside it "
+            "(the day's choice: the confidence gate may widen a tick's to 0.975, or scale on the observed load alone).",
             ["workload"], namespace=ns, registry=r,
         )
         self.interval_coverage = Gauge(

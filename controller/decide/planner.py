@@ -464,7 +464,8 @@ def _score_due_checks(
     stand or fall on one sample (and the list would grow through the outage).
     """
     if obs.load is None or not math.isfinite(obs.load):
-        return tuple(c for c in state.pending_checks if c[0] > now), state.interval_outcomes
+        # cut to the window here too: a restored annotation (or a window made shorter) may hold more
+        return tuple(c for c in state.pending_checks if c[0] > now), state.interval_outcomes[-window:]
     came, pending = [], []
     for due, lo, hi in state.pending_checks:
         if due <= now:

@@ -284,6 +284,16 @@ def test_checks_that_come_due_without_a_load_are_dropped_not_scored_later(load):
     assert after.state.interval_outcomes.count(ABOVE) <= 1 and BELOW not in after.state.interval_outcomes
 
 
+@pytest.mark.parametrize("load", [None, math.nan])
+def test_without_a_load_the_gate_still_judges_only_the_newest_window(load):
+    # A restored annotation may hold more outcomes than the window (256 against 240): the older
+    # hits must not dilute the newest misses when the load is missing at that tick.
+    state = ControllerState(interval_outcomes=(INSIDE,) * 70 + (ABOVE,) * 186)
+    p = plan(observe(load=load, ready=11), flat_forecast(10.0), state=state)
+    assert len(p.state.interval_outcomes) == FULL.gate_window
+    assert stages(p)["confidence"] == (round(100 * 54 / 240), Reason.ForecastDistrusted)  # 70 / 256 would only widen
+
+
 # --- lead time ---------------------------------------------------------------------------------
 
 
