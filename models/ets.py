@@ -9,6 +9,12 @@ estimates alpha, beta, gamma and phi from the data. Design choices:
 * **Own recursion after the fit.** statsmodels is used to estimate parameters and the final states;
   updates and forecasts then run the same additive recursion in numpy, so ``update`` is O(1) per point
   and ``predict`` costs microseconds instead of a statsmodels ``forecast`` call.
+* **A level that always moves.** On a history with nothing to learn the smoothing level from (a
+  workload flat for hours, after a little noise) the likelihood is best at ``alpha`` = 0, and the
+  model would then forecast the old level until the next refit, however the load moved: a day of a
+  stale forecast. ``alpha`` is kept at or above the value that absorbs 90% of a level shift within
+  ``LEVEL_FOLLOWS_SECONDS`` (an hour: 0.0096 at a 15 s step); a fit below it is redone with ``alpha``
+  fixed there. On the bundled traces the fitted ``alpha`` is 0.8 to 1, so none is refitted.
 * **Short seasons only.** A season longer than ``max_season_steps`` (a daily cycle of a 1-minute
   series has 1,440 states, each updated once a day from one noisy point) is left out and the model is
   a damped Holt model on that series; ``models.stl`` handles long seasons through aggregation.
@@ -23,6 +29,17 @@ import numpy as np
 from models import register
 from models.core import FallbackNeeded, HistoryForecaster, quiet_warnings
 from models.seasonality import detect_periods
+
+
+#: Seconds within which the level absorbs 90% of a lasting shift, at the smallest ``alpha`` allowed.
+LEVEL_FOLLOWS_SECONDS = 3600.0
+
+
+def min_smoothing_level(step_seconds: float) -> float:
+    """The smallest ``alpha`` at a step of ``step_seconds``: ``(1 - alpha) ** steps = 0.1`` over
+    ``LEVEL_FOLLOWS_SECONDS`` (at least one step)."""
+    steps = max(1.0, LEVEL_FOLLOWS_SECONDS / step_seconds)
+    return 1.0 - 0.1 ** (1.0 / steps)
 
 
 @register("ets")
@@ -68,14 +85,19 @@ class HoltWinters(HistoryForecaster):
         if recent.size < 10:
             raise FallbackNeeded(f"history too short for Holt-Winters ({recent.size} points)")
         with quiet_warnings():
-            result = ExponentialSmoothing(
+            model = ExponentialSmoothing(
                 recent,
                 trend="add",
                 damped_trend=True,
                 seasonal="add" if period else None,
                 seasonal_periods=period or None,
                 initialization_method="heuristic" if period else "estimated",
-            ).fit(use_brute=False)
+            )
+            result = model.fit(use_brute=False)
+            floor = min_smoothing_level(self.step_seconds_)
+            if not float(result.params["smoothing_level"]) >= floor:
+                # nothing in the window to learn alpha from: a level that follows within the hour
+                result = model.fit(smoothing_level=floor, use_brute=False)
         params = result.params
         self.alpha_ = float(params["smoothing_level"])
         self.beta_ = float(params["smoothing_trend"])
