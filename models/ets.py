@@ -11,10 +11,13 @@ estimates alpha, beta, gamma and phi from the data. Design choices:
   and ``predict`` costs microseconds instead of a statsmodels ``forecast`` call.
 * **A level that always moves.** On a history with nothing to learn the smoothing level from (a
   workload flat for hours, after a little noise) the likelihood is best at ``alpha`` = 0, and the
-  model would then forecast the old level until the next refit, however the load moved: a day of a
-  stale forecast. ``alpha`` is kept at or above the value that absorbs 90% of a level shift within
-  ``LEVEL_FOLLOWS_SECONDS`` (an hour: 0.0096 at a 15 s step); a fit below it is redone with ``alpha``
-  fixed there. On the bundled traces the fitted ``alpha`` is 0.8 to 1, so none is refitted.
+  model would then forecast the old level until the next refit, however the load moved: at the
+  policy's 15 s step, a day of a stale forecast. ``alpha`` is kept at or above
+  ``MIN_SMOOTHING_LEVEL`` (0.01: 90% of a lasting shift absorbed within 230 steps, about an hour at
+  15 s); a fit below it is redone with ``alpha`` fixed there. The floor is in steps, not seconds:
+  on an hourly seasonal series ``alpha`` near 0 is the right fit (the season carries the
+  pattern), and an hour's floor there would be 0.9. On the bundled traces at 15 s the fitted
+  ``alpha`` is 0.8 to 1, so none is refitted.
 * **Short seasons only.** A season longer than ``max_season_steps`` (a daily cycle of a 1-minute
   series has 1,440 states, each updated once a day from one noisy point) is left out and the model is
   a damped Holt model on that series; ``models.stl`` handles long seasons through aggregation.
@@ -31,15 +34,8 @@ from models.core import FallbackNeeded, HistoryForecaster, quiet_warnings
 from models.seasonality import detect_periods
 
 
-#: Seconds within which the level absorbs 90% of a lasting shift, at the smallest ``alpha`` allowed.
-LEVEL_FOLLOWS_SECONDS = 3600.0
-
-
-def min_smoothing_level(step_seconds: float) -> float:
-    """The smallest ``alpha`` at a step of ``step_seconds``: ``(1 - alpha) ** steps = 0.1`` over
-    ``LEVEL_FOLLOWS_SECONDS`` (at least one step)."""
-    steps = max(1.0, LEVEL_FOLLOWS_SECONDS / step_seconds)
-    return 1.0 - 0.1 ** (1.0 / steps)
+#: The smallest smoothing level: a lasting shift is 90% absorbed within 230 steps (``0.99 ** 230``).
+MIN_SMOOTHING_LEVEL = 0.01
 
 
 @register("ets")
@@ -94,10 +90,9 @@ class HoltWinters(HistoryForecaster):
                 initialization_method="heuristic" if period else "estimated",
             )
             result = model.fit(use_brute=False)
-            floor = min_smoothing_level(self.step_seconds_)
-            if not float(result.params["smoothing_level"]) >= floor:
-                # nothing in the window to learn alpha from: a level that follows within the hour
-                result = model.fit(smoothing_level=floor, use_brute=False)
+            if not float(result.params["smoothing_level"]) >= MIN_SMOOTHING_LEVEL:
+                # a level that never moves: keep one that follows a lasting shift (see the module docstring)
+                result = model.fit(smoothing_level=MIN_SMOOTHING_LEVEL, use_brute=False)
         params = result.params
         self.alpha_ = float(params["smoothing_level"])
         self.beta_ = float(params["smoothing_trend"])
