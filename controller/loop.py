@@ -186,12 +186,12 @@ class LivePredictivePolicy(PredictivePolicy):
         return self._load_seen
 
     def forecast_at(self, at: float) -> dict[float, float] | None:
-        """Forecast load at ``at`` per quantile level, or ``None`` before the first fit."""
+        """Forecast load at ``at`` per quantile level (never below 0, ``policies.shown_load``), or ``None`` before the first fit."""
         f = self._forecast
         if f is None:
             return None
         k = f.index_at(at)
-        return {q: float(f.quantile(q)[k]) for q in self._levels}
+        return {q: policies.shown_load(f.quantile(q)[k]) for q in self._levels}
 
     # -- priming ----------------------------------------------------------------------------------
 

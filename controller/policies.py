@@ -43,6 +43,14 @@ FORECASTER_OPTIONS: dict[str, dict[str, object]] = {
 }
 
 
+def shown_load(value: float) -> float:
+    """A forecast load as the report and the gauges show it: below 0 it is 0 (a load is never
+    negative; a lower quantile near an idle load often is, and the planner provisions no pod for a
+    load at or below 0 either). NaN stays NaN: no forecast is not an idle one."""
+    value = float(value)
+    return 0.0 if value < 0 else value
+
+
 def forecaster_factory(name: str, *, max_horizon_steps: int) -> Callable[[], Forecaster]:
     """A factory of fresh forecasters ``name`` with the policy's options (``FORECASTER_OPTIONS``)."""
     options = {"max_horizon_steps": max_horizon_steps, **FORECASTER_OPTIONS.get(name, {})}
@@ -661,4 +669,4 @@ class PredictivePolicy:
             return (np.nan, np.nan, np.nan)
         k = f.index_at(at)
         lo, hi = self._params.interval
-        return (float(f.quantile(lo)[k]), float(f.quantile(0.5)[k]), float(f.quantile(hi)[k]))
+        return (shown_load(f.quantile(lo)[k]), shown_load(f.quantile(0.5)[k]), shown_load(f.quantile(hi)[k]))

@@ -560,3 +560,47 @@ def test_the_policy_keeps_the_gates_share_of_outcomes_above_the_interval_for_its
     widened = [share for share, message in seen if message.startswith("widened mode")]
     assert widened and min(widened) > 0.25
     assert max(share for share, message in seen if message.startswith("forecast mode")) <= 0.25
+
+
+def idle_noisy_load(hours=10, seed=5) -> np.ndarray:
+    """An almost idle load: 0.3 on average, noise of 0.5 clipped at 0 (the lower quantiles of its forecast fall below 0)."""
+    rng = np.random.default_rng(seed)
+    return np.clip(0.3 + rng.normal(0.0, 0.5, hours * 240 + 1), 0.0, None)
+
+
+def test_shown_load_is_never_below_zero_and_keeps_nan():
+    from controller.policies import shown_load
+
+    assert shown_load(-0.7) == 0.0
+    assert shown_load(np.float64(2.5)) == 2.5
+    assert math.isnan(shown_load(math.nan))
+
+
+def test_the_forecast_band_the_report_shows_is_never_below_zero():
+    _, policy = run_with_policy(make_scenario(idle_noisy_load()), engine.SimConfig())
+    band = policy.forecast_band
+    lower = band["lower"]
+    assert np.isnan(lower[0])  # before the first fit: no forecast, not an idle one
+    shown = lower[np.isfinite(lower)]
+    assert shown.size > 0 and (shown >= 0).all()
+    assert (shown == 0).sum() > shown.size // 10  # the model's own lower bound was below 0 on these ticks
+    assert (band["upper"][np.isfinite(band["upper"])] > 0).all()
+
+
+def test_the_live_policy_forecast_the_gauges_show_is_never_below_zero():
+    import asyncio
+
+    from controller.loop import build_predictive_policy
+    from controller.policies import PolicyPorts
+    from controller.settings import WorkloadSettings
+
+    ports = PolicyPorts(clock=None, metrics=None, pods=None, actuator=None)
+    live = build_predictive_policy(ControllerSettings(), WorkloadSettings(namespace="default", name="idle"), ports)
+    values = idle_noisy_load(hours=8)
+    times = 1_700_000_000.0 + 15.0 * np.arange(values.size)
+    assert asyncio.run(live.prime(times, values)) > 0
+    raw = live._forecast.quantile(0.1)
+    assert raw.min() < 0  # what the model itself forecasts for the lower quantile
+    shown = live.forecast_at(times[-1] + live.lead_seconds)
+    assert shown[0.1] == 0.0 and all(v >= 0 for v in shown.values())
+    assert shown[0.9] > 0
