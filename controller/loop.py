@@ -185,13 +185,18 @@ class LivePredictivePolicy(PredictivePolicy):
         """The load the last reconcile observed (``None``: missing)."""
         return self._load_seen
 
-    def forecast_at(self, at: float) -> dict[float, float] | None:
-        """Forecast load at ``at`` per quantile level (never below 0, ``policies.shown_load``), or ``None`` before the first fit."""
+    def forecast_at(self, at: float, *, shown: bool = True) -> dict[float, float] | None:
+        """Forecast load at ``at`` per quantile level, or ``None`` before the first fit.
+
+        ``shown``: as the gauges show it, never below 0 (``policies.shown_load``); ``False``: the
+        model's own values, which the forecast error is scored on."""
         f = self._forecast
         if f is None:
             return None
         k = f.index_at(at)
-        return {q: policies.shown_load(f.quantile(q)[k]) for q in self._levels}
+        if shown:
+            return {q: policies.shown_load(f.quantile(q)[k]) for q in self._levels}
+        return {q: float(f.quantile(q)[k]) for q in self._levels}
 
     # -- priming ----------------------------------------------------------------------------------
 
@@ -1122,15 +1127,17 @@ class Controller:
             await self._event(m.ref, EVENT_RESUMED, f"reconciling again after {m.failures} failures", "Normal")
         m.failures, m.skip_ticks, m.holding = 0, 0, False
         policy = m.policy
-        forecast = lead = startup = load = quantile = above = None
+        forecast = model_forecast = lead = startup = load = quantile = above = None
         if isinstance(policy, LivePredictivePolicy):
             lead = policy.lead_seconds
             startup = policy.startup.seconds
             quantile = policy.quantile
             above = policy.interval_above
             forecast = policy.forecast_at(now + lead)
+            model_forecast = policy.forecast_at(now + lead, shown=False)
             load = policy.last_load
-        forecast_error = _score_due_forecasts(m, now, load, forecast, lead)
+        # the error is the model's own, not the display's (a median below 0 is an error, not an idle forecast)
+        forecast_error = _score_due_forecasts(m, now, load, model_forecast, lead)
         self.telemetry.record_decision(
             m.label, decision, forecast=forecast, lead_seconds=lead, startup_seconds=startup, load=load,
             forecast_error=forecast_error, provisioning_quantile=quantile, interval_above=above,

@@ -48,7 +48,7 @@ def shown_load(value: float) -> float:
     negative; a lower quantile near an idle load often is, and the planner provisions no pod for a
     load at or below 0 either). NaN stays NaN: no forecast is not an idle one."""
     value = float(value)
-    return 0.0 if value < 0 else value
+    return 0.0 if value <= 0 else value  # <=: -0.0 is shown as 0 too
 
 
 def forecaster_factory(name: str, *, max_horizon_steps: int) -> Callable[[], Forecaster]:

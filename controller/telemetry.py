@@ -175,7 +175,8 @@ class Telemetry:
             "provisioning_quantile",
             "Forecast quantile the planner provisions for: forecast.quantile, or one of "
             "forecast.raise_quantile_to / lower_quantile_to / lean_quantile chosen against the HPA's calculation run beside it "
-            "(the day's choice: the confidence gate may widen a tick's to 0.975, or scale on the observed load alone).",
+            "(the day's choice: at a tick the confidence gate may widen a rung at or above forecast.quantile to at least 0.975, "
+            "never a lower one, or set the forecast aside and scale on the observed load alone).",
             ["workload"], namespace=ns, registry=r,
         )
         self.interval_coverage = Gauge(

@@ -65,7 +65,8 @@ class RunResult:
     Arrays have one entry per tick; ``times`` are the tick times in the trace's own
     seconds; ``scored_from`` is the index of the first scored tick (after warm-up).
     ``forecast`` is ``None`` for policies without one, else a mapping with arrays
-    ``"lower"``, ``"mean"``, ``"upper"`` (pod units) of the forecast they acted on.
+    ``"lower"``, ``"mean"``, ``"upper"`` (pod units) of the forecast they acted on, as shown
+    (below 0 shown as 0, ``policies.shown_load``; the planner provisions nothing for either).
     """
 
     score: Score

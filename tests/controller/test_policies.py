@@ -572,6 +572,7 @@ def test_shown_load_is_never_below_zero_and_keeps_nan():
     from controller.policies import shown_load
 
     assert shown_load(-0.7) == 0.0
+    assert math.copysign(1.0, shown_load(-0.0)) == 1.0  # never a gauge of -0
     assert shown_load(np.float64(2.5)) == 2.5
     assert math.isnan(shown_load(math.nan))
 
@@ -599,8 +600,10 @@ def test_the_live_policy_forecast_the_gauges_show_is_never_below_zero():
     values = idle_noisy_load(hours=8)
     times = 1_700_000_000.0 + 15.0 * np.arange(values.size)
     assert asyncio.run(live.prime(times, values)) > 0
-    raw = live._forecast.quantile(0.1)
-    assert raw.min() < 0  # what the model itself forecasts for the lower quantile
-    shown = live.forecast_at(times[-1] + live.lead_seconds)
-    assert shown[0.1] == 0.0 and all(v >= 0 for v in shown.values())
-    assert shown[0.9] > 0
+    at = times[-1] + live.lead_seconds
+    k = live._forecast.index_at(at)
+    raw = {q: float(live._forecast.quantile(q)[k]) for q in live._levels}
+    assert raw[0.1] < 0 < raw[0.9]  # the model's own lower quantile is below 0 there
+    shown = live.forecast_at(at)
+    assert shown == {q: max(v, 0.0) for q, v in raw.items()}  # clipped, and the rest untouched
+    assert live.forecast_at(at, shown=False) == raw  # what the forecast error is scored on
