@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from pydantic import ValidationError
 
 from controller import policies, statecodec
@@ -106,6 +107,11 @@ ANNOTATION_REPLICAS = {
     "scaleahead.io/target-utilization-ratio": "target_utilization_ratio",
     "scaleahead.io/downscale-stabilization-seconds": "downscale_stabilization_seconds",
 }
+#: The forecast settings an annotated workload writes, as a YAML or JSON mapping
+#: (``{quantile: 0.95, lower_quantile_to: [], lean_quantile: null}``): the keys it writes replace
+#: the global ones, as ``workloads[].forecast`` in the settings. One annotation rather than one
+#: per key, since a ladder is changed as a whole (its keys are checked together).
+ANNOTATION_FORECAST = "scaleahead.io/forecast"
 
 #: Event reasons of the loop itself (decisions use ``domain.Reason``).
 EVENT_CONFLICT = "ConflictingAutoscaler"
@@ -400,19 +406,51 @@ def workload_from_annotations(
     overrides = {key: annotations[a].strip() for a, key in ANNOTATION_REPLICAS.items() if a in annotations}
     if overrides:
         doc["replicas"] = overrides
+    if ANNOTATION_FORECAST in annotations:
+        doc["forecast"] = _forecast_annotation(annotations[ANNOTATION_FORECAST])
     try:
         return WorkloadSettings.model_validate(doc)
     except ValidationError as exc:
-        names = {v: k for k, v in ANNOTATION_REPLICAS.items()} | {"mode": ANNOTATION_MODE, "load_query": ANNOTATION_LOAD_QUERY}
-        problems = "; ".join(f"{names.get(str(e['loc'][-1]), '.'.join(map(str, e['loc'])))}: {e['msg']}" for e in exc.errors())
-        raise ValueError(problems) from None
+        raise ValueError("; ".join(f"{_annotation_of(e['loc'])}: {e['msg']}" for e in exc.errors())) from None
+
+
+def _forecast_annotation(text: str) -> dict[str, Any]:
+    """The mapping written in ``scaleahead.io/forecast``.
+
+    Raises:
+        ValueError: the value is not a YAML or JSON mapping (the message names the annotation).
+    """
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at character {mark.index + 1}" if mark is not None else ""
+        raise ValueError(f"{ANNOTATION_FORECAST}: not a YAML or JSON mapping: {problem}{where} of {json.dumps(text)}") from None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"{ANNOTATION_FORECAST}: must be a mapping of forecast settings such as"
+            f" '{{quantile: 0.95, lower_quantile_to: []}}' (got {json.dumps(text)})"
+        )
+    return value
+
+
+def _annotation_of(loc: tuple[Any, ...]) -> str:
+    """The annotation (and, for the forecast's mapping, the key in it) a settings location came from."""
+    path = tuple(f"[{part}]" if isinstance(part, int) else str(part) for part in loc)
+    if path[:1] == ("forecast",):
+        return ANNOTATION_FORECAST + (f" key {'.'.join(path[1:]).replace('.[', '[')}" if len(path) > 1 else "")
+    names = {f"replicas.{key}": a for a, key in ANNOTATION_REPLICAS.items()} | {
+        "mode": ANNOTATION_MODE,
+        "load_query": ANNOTATION_LOAD_QUERY,
+    }
+    return names.get(".".join(path), ".".join(path))
 
 
 def _annotation_problems(exc: SettingsError) -> str:
     """The problems of an annotated workload's merge, each named by the annotation it came from
     (``scaleahead.io/min-replicas: must be ... (100, from replicas.max_replicas)``)."""
-    names = {f"replicas.{key}": annotation for annotation, key in ANNOTATION_REPLICAS.items()}
-    return "; ".join(f"{names.get(p.path, p.path)}: {p.message}" for p in exc.problems)
+    return "; ".join(f"{_annotation_of(tuple(p.path.split('.')))}: {p.message}" for p in exc.problems)
 
 
 class AnnotationDiscovery:
@@ -929,6 +967,7 @@ class Controller:
         for w in self._discovered:
             try:
                 settings.effective_replicas(w)
+                settings.effective_forecast(w)
             except SettingsError as exc:
                 merge_problems.add(f"{settings.workload_ref(w)}: {_annotation_problems(exc)}")
                 continue

@@ -677,6 +677,62 @@ async def test_an_annotation_that_clashes_with_the_settings_is_named_and_logged_
     assert w.controller.managed() == {}
 
 
+async def test_the_forecast_annotation_sets_the_ladder_an_edit_rebuilds_it_and_a_clash_is_named(world_factory, kube_server, kube_clock, prom, kube_api, caplog):
+    from kubernetes_asyncio import client
+
+    deploy(kube_server, kube_clock, "steady", 2, annotations={
+        loop.ANNOTATION_ENABLED: "true", loop.ANNOTATION_FORECAST: "{quantile: 0.95, lower_quantile_to: [], lean_quantile: null}"})  # fmt: skip
+    # 0.98 is above the global ladder's 0.975: the merge fails, and the message names the annotation
+    deploy(kube_server, kube_clock, "clash", 2, annotations={loop.ANNOTATION_ENABLED: "true", loop.ANNOTATION_FORECAST: '{"quantile": 0.98}'})
+    w = world_factory(settings_yaml(prom.url, "[]").replace("workloads:\n  []", "workloads: []"))
+    w.controller.discovery = loop.AnnotationDiscovery(kube_api)
+    w.controller.discovery_interval_seconds = TICK
+    with caplog.at_level(logging.WARNING, logger="controller.loop"):
+        await w.ticks(3)
+    label = "Deployment/default/steady"
+    assert list(w.controller.managed()) == [label]
+    warnings = [r.getMessage() for r in caplog.records if "ignoring an annotated workload" in r.getMessage()]
+    assert len(warnings) == 1 and "Deployment/default/clash: scaleahead.io/forecast: raise_quantile_to" in warnings[0], warnings
+    ref = WorkloadRef(namespace=NS, name="steady", kind="Deployment", api_version="apps/v1")
+    settings = w.controller.settings.effective_forecast(w.controller.workloads[ref].workload)
+    assert (settings.quantile, settings.lower_quantile_to, settings.lean_quantile) == (0.95, [], None)
+    assert w.metric("scaleahead_provisioning_quantile", workload=label) == 0.95
+
+    # `kubectl annotate --overwrite`: the next discovery rebuilds the policy on the new ladder
+    await client.AppsV1Api(kube_api).patch_namespaced_deployment(
+        "steady", NS, {"metadata": {"annotations": {loop.ANNOTATION_FORECAST: '{"quantile": 0.9}'}}},
+        _content_type="application/merge-patch+json",
+    )  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="controller.loop"):
+        await w.ticks(2)
+    assert any(r.getMessage() == f"{label}: settings changed; policy rebuilt" for r in caplog.records)
+    assert w.metric("scaleahead_provisioning_quantile", workload=label) == 0.9
+    settings = w.controller.settings.effective_forecast(w.controller.workloads[ref].workload)
+    assert (settings.lower_quantile_to, settings.lean_quantile) == ([0.7, 0.6], 0.5)  # the keys it no longer writes inherit
+
+
+def test_the_forecast_annotation_is_a_mapping_of_forecast_keys_and_each_problem_names_it():
+    def parse(value: str):
+        return loop.workload_from_annotations(namespace="default", name="web", kind="Deployment",
+                                              annotations={loop.ANNOTATION_ENABLED: "true", loop.ANNOTATION_FORECAST: value})  # fmt: skip
+
+    settings = ControllerSettings()
+    json_form = settings.effective_forecast(parse('{"quantile": 0.9, "raise_quantile_to": [0.95, 0.99]}'))
+    assert (json_form.quantile, json_form.raise_quantile_to, json_form.lower_quantile_to) == (0.9, [0.95, 0.99], [0.7, 0.6])
+    assert settings.effective_forecast(parse("lean_quantile: null")).lean_quantile is None  # block YAML too
+    for value, message in [
+        ("{quantile: 1.5}", "scaleahead.io/forecast key quantile: Input should be less than 1"),
+        ("{lower_quantile_to: [0.7, x]}", "scaleahead.io/forecast key lower_quantile_to[1]: Input should be a valid number"),
+        ("{quantil: 0.9}", "scaleahead.io/forecast key quantil: Extra inputs are not permitted"),
+        ("0.95", 'scaleahead.io/forecast: must be a mapping of forecast settings such as'),
+        ("", "scaleahead.io/forecast: must be a mapping"),
+        ("{quantile: [", 'scaleahead.io/forecast: not a YAML or JSON mapping: expected the node content'),
+    ]:
+        with pytest.raises(ValueError) as raised:
+            parse(value)
+        assert str(raised.value).startswith(message), (value, str(raised.value))
+
+
 # ---- run and stop --------------------------------------------------------------------------------
 
 
