@@ -58,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import difflib
 import json
 import logging
 import math
@@ -79,7 +80,7 @@ from controller.domain import Decision, Reason, Recommendation, Sample, Series, 
 from controller.policies import Policy, PolicyPorts, PredictivePolicy
 from controller.ports import Clock, MetricsSource
 from controller.server import DecisionLog, Health, log_decision
-from controller.settings import ControllerSettings, SettingsError, WorkloadSettings
+from controller.settings import ControllerSettings, ForecastSettings, SettingsError, WorkloadSettings, describe_error
 from controller.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,18 @@ ANNOTATION_REPLICAS = {
 #: the global ones, as ``workloads[].forecast`` in the settings. One annotation rather than one
 #: per key, since a ladder is changed as a whole (its keys are checked together).
 ANNOTATION_FORECAST = "scaleahead.io/forecast"
+#: The keys ``scaleahead.io/forecast`` may write: the quantile ladder and how a rung is chosen.
+#: The model, its history and its refits cost the controller memory and CPU for every workload,
+#: so they stay with whoever owns the settings (anyone who may edit a Deployment may annotate it).
+ANNOTATION_FORECAST_KEYS = (
+    "quantile",
+    "raise_quantile_to",
+    "lower_quantile_to",
+    "lean_quantile",
+    "reference_days",
+    "fallback_to_hpa",
+    "make_up_shortfall",
+)
 
 #: Event reasons of the loop itself (decisions use ``domain.Reason``).
 EVENT_CONFLICT = "ConflictingAutoscaler"
@@ -411,7 +424,7 @@ def workload_from_annotations(
     try:
         return WorkloadSettings.model_validate(doc)
     except ValidationError as exc:
-        raise ValueError("; ".join(f"{_annotation_of(e['loc'])}: {e['msg']}" for e in exc.errors())) from None
+        raise ValueError("; ".join(f"{_annotation_of(e['loc'])}: {describe_error(e)}" for e in exc.errors())) from None
 
 
 def _forecast_annotation(text: str) -> dict[str, Any]:
@@ -420,18 +433,33 @@ def _forecast_annotation(text: str) -> dict[str, Any]:
     Raises:
         ValueError: the value is not a YAML or JSON mapping (the message names the annotation).
     """
+    shown = json.dumps(text if len(text) <= 60 else text[:57] + "...")
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or type(exc).__name__
+        problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
         mark = getattr(exc, "problem_mark", None)
         where = f" at character {mark.index + 1}" if mark is not None else ""
-        raise ValueError(f"{ANNOTATION_FORECAST}: not a YAML or JSON mapping: {problem}{where} of {json.dumps(text)}") from None
+        raise ValueError(f"{ANNOTATION_FORECAST}: not a YAML or JSON mapping: {problem}{where} of {shown}") from None
+    except (RecursionError, ValueError) as exc:  # nested deeper than the parser goes; an integer of thousands of digits
+        raise ValueError(f"{ANNOTATION_FORECAST}: cannot be read ({type(exc).__name__}: {str(exc)[:80]}) of {shown}") from None
     if not isinstance(value, dict):
         raise ValueError(
             f"{ANNOTATION_FORECAST}: must be a mapping of forecast settings such as"
-            f" '{{quantile: 0.95, lower_quantile_to: []}}' (got {json.dumps(text)})"
+            f" '{{quantile: 0.95, lower_quantile_to: []}}' (got {shown})"
         )
+    problems = []
+    for key in value:
+        if key in ANNOTATION_FORECAST_KEYS:
+            continue
+        if key in ForecastSettings.model_fields:
+            problems.append(f"{ANNOTATION_FORECAST} key {key}: set in the settings only (list the workload there to set it)")
+        else:
+            close = difflib.get_close_matches(str(key), ANNOTATION_FORECAST_KEYS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.append(f"{ANNOTATION_FORECAST} key {json.dumps(str(key))}: unknown; {hint}allowed: {', '.join(ANNOTATION_FORECAST_KEYS)}")
+    if problems:
+        raise ValueError("; ".join(problems))
     return value
 
 
@@ -447,10 +475,17 @@ def _annotation_of(loc: tuple[Any, ...]) -> str:
     return names.get(".".join(path), ".".join(path))
 
 
-def _annotation_problems(exc: SettingsError) -> str:
+def _annotation_problems(exc: SettingsError, ref: WorkloadRef) -> str:
     """The problems of an annotated workload's merge, each named by the annotation it came from
-    (``scaleahead.io/min-replicas: must be ... (100, from replicas.max_replicas)``)."""
-    return "; ".join(f"{_annotation_of(tuple(p.path.split('.')))}: {p.message}" for p in exc.problems)
+    (``scaleahead.io/min-replicas: must be ... (100, from replicas.max_replicas)``). A ladder
+    problem may come from keys the annotation does not write: the message says where those are."""
+    parts = []
+    for p in exc.problems:
+        message = p.message.removesuffix(f" (workload {ref})")  # the log line begins with the workload
+        if p.path == "forecast":
+            message += " (the keys the annotation does not write are the global forecast settings)"
+        parts.append(f"{_annotation_of(tuple(p.path.split('.')))}: {message}")
+    return "; ".join(parts)
 
 
 class AnnotationDiscovery:
@@ -521,7 +556,7 @@ class AnnotationDiscovery:
                         w = workload_from_annotations(
                             namespace=meta.get("namespace", ""), name=meta.get("name", ""), kind=kind, annotations=annotations
                         )
-                    except ValueError as exc:
+                    except Exception as exc:  # one object's annotations never stop the discovery of the others
                         problems.append(f"{kind}/{meta.get('namespace')}/{meta.get('name')}: {exc}")
                         continue
                     if w is not None:
@@ -969,7 +1004,8 @@ class Controller:
                 settings.effective_replicas(w)
                 settings.effective_forecast(w)
             except SettingsError as exc:
-                merge_problems.add(f"{settings.workload_ref(w)}: {_annotation_problems(exc)}")
+                ref = settings.workload_ref(w)
+                merge_problems.add(f"{ref}: {_annotation_problems(exc, ref)}")
                 continue
             wanted[settings.workload_ref(w)] = w
         for problem in merge_problems - self._merge_problems:  # once, not at every discovery

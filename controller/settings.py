@@ -66,6 +66,7 @@ __all__ = [
     "SettingsError",
     "WorkloadSettings",
     "check_query_template",
+    "describe_error",
     "load_settings",
 ]
 
@@ -1110,6 +1111,12 @@ def _describe(error: Mapping[str, Any], loc: tuple[str | int, ...]) -> str:
     else:
         message = error["msg"][:1].lower() + error["msg"][1:]
     return message + _got(error.get("input"))
+
+
+def describe_error(error: Mapping[str, Any]) -> str:
+    """The user-facing message of one pydantic error of ``WorkloadSettings`` or ``ControllerSettings``
+    (the one the settings file gets: ``input should be less than 1 (got 1.5)``, key suggestions)."""
+    return _describe(error, tuple(error["loc"]))
 
 
 def _got(value: Any) -> str:

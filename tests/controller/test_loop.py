@@ -684,6 +684,8 @@ async def test_the_forecast_annotation_sets_the_ladder_an_edit_rebuilds_it_and_a
         loop.ANNOTATION_ENABLED: "true", loop.ANNOTATION_FORECAST: "{quantile: 0.95, lower_quantile_to: [], lean_quantile: null}"})  # fmt: skip
     # 0.98 is above the global ladder's 0.975: the merge fails, and the message names the annotation
     deploy(kube_server, kube_clock, "clash", 2, annotations={loop.ANNOTATION_ENABLED: "true", loop.ANNOTATION_FORECAST: '{"quantile": 0.98}'})
+    # nested deeper than the YAML parser goes: that workload is ignored, never the discovery of the others
+    deploy(kube_server, kube_clock, "deep", 2, annotations={loop.ANNOTATION_ENABLED: "true", loop.ANNOTATION_FORECAST: "[" * 600})
     w = world_factory(settings_yaml(prom.url, "[]").replace("workloads:\n  []", "workloads: []"))
     w.controller.discovery = loop.AnnotationDiscovery(kube_api)
     w.controller.discovery_interval_seconds = TICK
@@ -692,7 +694,10 @@ async def test_the_forecast_annotation_sets_the_ladder_an_edit_rebuilds_it_and_a
     label = "Deployment/default/steady"
     assert list(w.controller.managed()) == [label]
     warnings = [r.getMessage() for r in caplog.records if "ignoring an annotated workload" in r.getMessage()]
-    assert len(warnings) == 1 and "Deployment/default/clash: scaleahead.io/forecast: raise_quantile_to" in warnings[0], warnings
+    assert len(warnings) == 2, warnings
+    assert any(w.startswith("ignoring an annotated workload: Deployment/default/clash: scaleahead.io/forecast: raise_quantile_to")
+               and w.endswith("(the keys the annotation does not write are the global forecast settings)") for w in warnings), warnings  # fmt: skip
+    assert any("Deployment/default/deep: scaleahead.io/forecast: cannot be read (RecursionError" in w for w in warnings), warnings
     ref = WorkloadRef(namespace=NS, name="steady", kind="Deployment", api_version="apps/v1")
     settings = w.controller.settings.effective_forecast(w.controller.workloads[ref].workload)
     assert (settings.quantile, settings.lower_quantile_to, settings.lean_quantile) == (0.95, [], None)
@@ -721,12 +726,16 @@ def test_the_forecast_annotation_is_a_mapping_of_forecast_keys_and_each_problem_
     assert (json_form.quantile, json_form.raise_quantile_to, json_form.lower_quantile_to) == (0.9, [0.95, 0.99], [0.7, 0.6])
     assert settings.effective_forecast(parse("lean_quantile: null")).lean_quantile is None  # block YAML too
     for value, message in [
-        ("{quantile: 1.5}", "scaleahead.io/forecast key quantile: Input should be less than 1"),
-        ("{lower_quantile_to: [0.7, x]}", "scaleahead.io/forecast key lower_quantile_to[1]: Input should be a valid number"),
-        ("{quantil: 0.9}", "scaleahead.io/forecast key quantil: Extra inputs are not permitted"),
+        ("{quantile: 1.5}", "scaleahead.io/forecast key quantile: input should be less than 1 (got 1.5)"),
+        ("{lower_quantile_to: [0.7, x]}", "scaleahead.io/forecast key lower_quantile_to[1]: input should be a valid number"),
+        ("{quantil: 0.9}", """scaleahead.io/forecast key "quantil": unknown; did you mean 'quantile'? allowed: quantile, raise_quantile_to"""),
+        # the model and its history cost the controller for every workload: the settings' owner sets them
+        ("{quantile: 0.9, history_days: 400}", "scaleahead.io/forecast key history_days: set in the settings only"),
         ("0.95", 'scaleahead.io/forecast: must be a mapping of forecast settings such as'),
         ("", "scaleahead.io/forecast: must be a mapping"),
         ("{quantile: [", 'scaleahead.io/forecast: not a YAML or JSON mapping: expected the node content'),
+        ("[" * 600, "scaleahead.io/forecast: cannot be read (RecursionError"),
+        ("{reference_days: 1" + "0" * 5000 + "}", "scaleahead.io/forecast: cannot be read (ValueError"),
     ]:
         with pytest.raises(ValueError) as raised:
             parse(value)
