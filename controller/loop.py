@@ -1147,7 +1147,9 @@ class Controller:
             m.prime_retry_at = math.inf
             return
         step = policy.model_step_seconds
-        start = now - self.settings.effective_forecast(m.workload).history_days * 86400.0
+        # The policy's own history, not the settings': a reload in the middle of this tick may have
+        # made this workload's merge invalid (an annotated ladder), which the next refresh reports.
+        start = now - policy.history_seconds
         try:
             series = await self.metrics.range(policy._query, start, now, step)
         except Exception as exc:
