@@ -1000,14 +1000,14 @@ class Controller:
         wanted: dict[WorkloadRef, WorkloadSettings] = {}
         merge_problems: set[str] = set()
         for w in self._discovered:
+            ref = settings.workload_ref(w)
             try:
                 settings.effective_replicas(w)
                 settings.effective_forecast(w)
             except SettingsError as exc:
-                ref = settings.workload_ref(w)
                 merge_problems.add(f"{ref}: {_annotation_problems(exc, ref)}")
                 continue
-            wanted[settings.workload_ref(w)] = w
+            wanted[ref] = w
         for problem in merge_problems - self._merge_problems:  # once, not at every discovery
             log.warning("ignoring an annotated workload: %s", problem)
         self._merge_problems = merge_problems
@@ -1210,8 +1210,9 @@ class Controller:
             startup = policy.startup.seconds
             quantile = policy.quantile
             above = policy.interval_above
-            forecast = policy.forecast_at(now + lead)
             model_forecast = policy.forecast_at(now + lead, shown=False)
+            if model_forecast is not None:  # as ``forecast_at`` shows it, without reading the quantiles twice
+                forecast = {q: policies.shown_load(v) for q, v in model_forecast.items()}
             load = policy.last_load
         # the error is the model's own, not the display's (a median below 0 is an error, not an idle forecast)
         forecast_error = _score_due_forecasts(m, now, load, model_forecast, lead)
