@@ -124,6 +124,7 @@ ANNOTATION_FORECAST_KEYS = (
     "reference_days",
     "fallback_to_hpa",
     "make_up_shortfall",
+    "spend_savings_on_service",
 )
 
 #: Event reasons of the loop itself (decisions use ``domain.Reason``).

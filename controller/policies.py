@@ -119,6 +119,7 @@ def reference_params(settings: ControllerSettings, workload: WorkloadSettings) -
         hpa_rung=forecast.fallback_to_hpa,
         score_delay_seconds=settings.metrics.trail_seconds,
         make_up=forecast.make_up_shortfall,
+        spend=forecast.spend_savings_on_service,
     )
 
 
@@ -355,6 +356,8 @@ class PredictivePolicy:
         self.rung = 0
         #: The real pods' tally minus the reference HPA's, over every completed period (``choose_rung``'s balance).
         self.balance = baseline.Tally()
+        #: The reference HPA's pod-seconds over the periods ``balance`` counts (the spending reserve's base).
+        self.hpa_pod_seconds = 0.0
         self._real_hpa: ControllerState | None = None  # the HPA's syncs on the real pods, on the HPA rung
         self._hpa: baseline.ShadowHpa | None = None
         self._shadows: dict[int, tuple[baseline.ShadowPods, ControllerState]] = {}
@@ -482,7 +485,9 @@ class PredictivePolicy:
         if self._reference is None or not math.isfinite(self._period_end):
             return None
         days = tuple((h, tuple(rungs), load) for h, rungs, load in self._days)
-        return baseline.ReferenceMemory(self._reference.quantiles, self.rung, days, self._period_end, self._reference.lean, self.balance)
+        return baseline.ReferenceMemory(
+            self._reference.quantiles, self.rung, days, self._period_end, self._reference.lean, self.balance, self.hpa_pod_seconds
+        )
 
     def restore_reference(self, memory: baseline.ReferenceMemory) -> str | None:
         """Continue the choice of quantile from ``memory`` (before the first tick).
@@ -499,6 +504,7 @@ class PredictivePolicy:
         self._days = list(memory.days)[-self._reference.days :]
         self.rung = memory.rung
         self.balance = memory.balance
+        self.hpa_pod_seconds = memory.hpa_pod_seconds
         self._restored_period_end = memory.period_end
         return None
 
@@ -566,11 +572,20 @@ class PredictivePolicy:
             if ref.make_up and self._days:
                 used = hpa_tally if self.hpa_mode else tallies[self.rung]
                 self.balance = self.balance + used - hpa_tally
+                self.hpa_pod_seconds += hpa_tally.pod_seconds
             self._days = [*self._days, self._today][-ref.days :]
             self._today = (baseline.Tally(), [baseline.Tally()] * len(self._rung_params), 0.0)
             while self._period_end <= now:  # after a gap longer than a period: the next boundary ahead
                 self._period_end += ref.period_seconds
-            rung = baseline.choose_rung(self._days, ref.quantiles, slack=ref.slack, hpa_rung=ref.hpa_rung, balance=self.balance)
+            rung = baseline.choose_rung(
+                self._days,
+                ref.quantiles,
+                slack=ref.slack,
+                hpa_rung=ref.hpa_rung,
+                balance=self.balance,
+                spend=ref.spend,
+                hpa_pod_seconds=self.hpa_pod_seconds,
+            )
             if rung != self.rung and self.acting:
                 # The real pods continue at the new rung; the old rung goes on as a counterfactual
                 # from where the real ones are (starting pods counted as ready a startup from now).

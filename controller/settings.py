@@ -329,6 +329,19 @@ class ForecastSettings(_Settings):
         ),
     )
 
+    spend_savings_on_service: bool = Field(
+        True,
+        description=(
+            "Where the HPA's calculation left load unserved over the last `reference_days` days (more than 0.01% of"
+            " the load) and the real pods owe none, spend the pod-hours they saved against it so far on service:"
+            " take the highest rung of `raise_quantile_to` that left no more load uncovered than the HPA and than"
+            " `quantile`, at no more pod-hours over those days than the HPA's plus the savings less a reserve of 2%"
+            " of the HPA's pod-hours over the same time (needs `make_up_shortfall`, which keeps the balance). Where"
+            " the HPA leaves nothing unserved the choice is unchanged. false always takes the cheapest rung no worse"
+            " than the HPA."
+        ),
+    )
+
     @field_validator("model")
     @classmethod
     def _check_model(cls, value: str) -> str:

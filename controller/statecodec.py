@@ -23,7 +23,9 @@ Design choices a reader might question:
   which never scales in below the current count during its first window.
 * **The choice of quantile is kept too** (``"ref"``: the rung in use, the last days'
   counterfactual tallies and the end of the current period, and ``"lean": true`` when the
-  ladder's last rung is the lean one; ``controller.decide.baseline``),
+  ladder's last rung is the lean one, ``"bal"``: the real pods' balance against the HPA,
+  and ``"hpa"``: the HPA's pod-seconds over the same periods, the base of the reserve kept
+  when savings are spent on service; ``controller.decide.baseline``),
   or a restart would provision at the configured quantile for ``reference_days`` days
   before it could choose again. It changes once a day. A malformed ``"ref"`` is dropped
   with a warning and the rest of the state kept: without it the choice starts over, as on
@@ -141,6 +143,7 @@ def _encode_reference(memory: ReferenceMemory) -> dict[str, Any]:
         "days": [[_tally(h), [_tally(r) for r in rungs], float(load)] for h, rungs, load in memory.days],
         **({"lean": True} if memory.lean else {}),
         **({"bal": _tally(memory.balance)} if memory.balance != Tally() else {}),
+        **({"hpa": float(memory.hpa_pod_seconds)} if memory.hpa_pod_seconds else {}),
     }
 
 
@@ -171,7 +174,12 @@ def _decode_reference(doc: Any) -> ReferenceMemory:
     pods, uncovered = (float(x) for x in doc.get("bal", (0.0, 0.0)))
     if not (math.isfinite(pods) and math.isfinite(uncovered)):
         raise ValueError(f"balance {doc['bal']!r} is not two numbers")
-    return ReferenceMemory(tuple(float(q) for q in doc["q"]), int(doc["rung"]), days, end, lean, Tally(pods, uncovered))
+    # Absent in a state written before the spending reserve (twenty-fifth round): the reserve starts
+    # from nothing and builds up with the HPA's pod-seconds from here on.
+    hpa = float(doc.get("hpa", 0.0))
+    if not math.isfinite(hpa) or hpa < 0:
+        raise ValueError(f"the HPA's pod-seconds {doc['hpa']!r} is not a non-negative number")
+    return ReferenceMemory(tuple(float(q) for q in doc["q"]), int(doc["rung"]), days, end, lean, Tally(pods, uncovered), hpa)
 
 
 def encode(

@@ -135,6 +135,8 @@ class ReferenceMemory:
         lean: whether the ladder's last rung was the lean one (``ReferenceParams.lean``).
         balance: the real pods' tally minus the reference HPA's over every completed period
             (``choose_rung``'s ``balance``; either part may be negative).
+        hpa_pod_seconds: the reference HPA's pod-seconds over those periods (``choose_rung``'s
+            ``hpa_pod_seconds``).
 
     ``rung == len(quantiles)`` is the HPA rung (``ReferenceParams.hpa_rung``).
     """
@@ -145,6 +147,7 @@ class ReferenceMemory:
     period_end: float
     lean: bool = False
     balance: Tally = Tally()
+    hpa_pod_seconds: float = 0.0
 
     def fits(self, quantiles: Sequence[float], *, lean: bool = False, hpa_rung: bool = False) -> str | None:
         """Why this memory cannot continue on the ladder ``quantiles`` (``lean`` and ``hpa_rung`` as in
@@ -167,9 +170,29 @@ PARTIAL_MAKE_UP = 0.5
 """The share of the owed load a rung must have made up over the days to be taken when none
 made up all of it (``choose_rung``)."""
 
+NOTHING_UNSERVED = 1e-4
+"""Uncovered load up to this share of the observed load is "nothing unserved" (the benchmark's
+0.01%): above it, over the days, the HPA leaves load unserved and ``choose_rung`` with ``spend``
+may spend pod-seconds saved against it on service."""
+
+SPEND_RESERVE = 0.02
+"""The share of the HPA's own pod-seconds, over the periods the balance counts, that the pods
+saved against it keep in reserve, never spent on service (``choose_rung`` with ``spend``). A
+rung is bought on the last days' excess over the HPA, and the day to come can cost more than
+they did: with half the savings spent and no reserve, Twitter at 120 s startup ended 6
+pod-hours above the HPA's (twenty-fourth round, docs/policy.md); the reserve (Twitter: 183
+pod-hours) bounds that overshoot (twenty-fifth round)."""
+
 
 def choose_rung(
-    days: Sequence[Day], quantiles: Sequence[float], *, slack: float = 0.0, hpa_rung: bool = False, balance: Tally | None = None
+    days: Sequence[Day],
+    quantiles: Sequence[float],
+    *,
+    slack: float = 0.0,
+    hpa_rung: bool = False,
+    balance: Tally | None = None,
+    spend: bool = False,
+    hpa_pod_seconds: float = 0.0,
 ) -> int:
     """The rung to provision at next: the configured one while it was no worse than the HPA.
 
@@ -197,6 +220,15 @@ def choose_rung(
             else the one that left least uncovered if it made up at least half
             (``PARTIAL_MAKE_UP``) of what is owed; with none, as when no rung qualifies.
             ``None``: the days alone decide.
+        spend: where the HPA left load unserved over the days (more than ``NOTHING_UNSERVED``
+            of the load) and nothing is owed, spend the pod-seconds saved against it on service:
+            the highest higher quantile that left no more uncovered than the HPA and than rung 0,
+            at no more pod-seconds over the days than the HPA's plus those the real pods saved
+            against it so far (``-balance.pod_seconds``; none without a balance) less a reserve
+            of ``SPEND_RESERVE`` of ``hpa_pod_seconds``. Where the HPA leaves nothing unserved
+            the choice is the cheapest, as without it.
+        hpa_pod_seconds: the HPA's pod-seconds over the periods ``balance`` counts (the reserve's
+            base).
 
     Returns:
         The rung's index; 0 when there are no days; when no rung qualifies, 0 or with
@@ -235,9 +267,25 @@ def choose_rung(
         return none
     cheap = [t.pod_seconds <= hpa_total.pod_seconds for t in totals]
     serves = [t.uncovered <= hpa_total.uncovered + slack * load for t in totals]
+    base = quantiles[0]
+    if spend and hpa_total.uncovered > NOTHING_UNSERVED * load:
+        # The HPA leaves load unserved here: the pods saved against it buy service, the more the
+        # better while they last, less a reserve that bounds what the next day may cost beyond
+        # the last days' excess (twenty-fourth and twenty-fifth rounds, docs/policy.md).
+        reserve = SPEND_RESERVE * hpa_pod_seconds
+        spare = max(0.0, -balance.pod_seconds - reserve) if balance is not None else 0.0
+        better = [
+            i
+            for i in range(1, n)
+            if quantiles[i] > base
+            and serves[i]
+            and totals[i].uncovered <= totals[0].uncovered
+            and totals[i].pod_seconds <= hpa_total.pod_seconds + spare
+        ]
+        if better:
+            return max(better, key=lambda i: quantiles[i])
     if cheap[0] and serves[0]:
         return 0
-    base = quantiles[0]
     fine = [i for i in range(1, n) if cheap[i] and serves[i]]
     if not serves[0]:
         higher = [i for i in fine if quantiles[i] > base]
@@ -276,6 +324,8 @@ class ReferenceParams:
         make_up: keep the real pods' balance against the HPA and, while they owe uncovered load,
             take only a rung that served better than the HPA (``choose_rung``'s ``balance``;
             ``forecast.make_up_shortfall``).
+        spend: where the HPA leaves load unserved, spend the pod-seconds saved against it on a
+            higher quantile (``choose_rung``'s ``spend``; ``forecast.spend_savings_on_service``).
     """
 
     quantiles: tuple[float, ...]
@@ -287,6 +337,7 @@ class ReferenceParams:
     score_delay_seconds: float = 0.0
     slack: float = 0.0
     make_up: bool = False
+    spend: bool = False
 
     def __post_init__(self) -> None:
         q = self.quantiles

@@ -185,6 +185,26 @@ def test_after_serving_worse_than_the_hpa_the_policy_stays_on_the_hpa_rung_until
     assert owes.score.pod_hours > forgets.score.pod_hours  # it pays for the HPA's headroom on the flat days
 
 
+def test_where_the_hpa_leaves_load_unserved_the_policy_spends_its_savings_on_a_higher_quantile():
+    # A noisy daily cycle at 120 s startup: the HPA leaves load unserved on the noise, 0.85 leaves
+    # less at fewer pods, and 0.975 less still at more pods than 0.85, which the savings pay for.
+    sc = make_scenario(daily_cycle(days=4, noise=3.0))
+    config = engine.SimConfig(startup_seconds=120)
+    hpa = engine.run(sc, "hpa", config).score
+    spends, spending = run_with_policy(sc, config)
+    keeps, keeping = run_with_policy(sc, dataclasses.replace(config, settings=ControllerSettings(forecast={"spend_savings_on_service": False})))
+
+    assert hpa.unserved_pct > 0.01  # the HPA leaves load unserved here
+    assert [q for _, q in keeping.quantile_history] == [0.85] * 4  # the cheapest no worse than the HPA
+    # bought from the first counted day on, while the savings beyond the reserve last: the day the
+    # 0.975 of the last days would eat into the reserve (2% of the HPA's pod-hours) it is 0.85 again
+    chosen = [q for _, q in spending.quantile_history][1:]
+    assert chosen[0] == 0.975 and chosen.count(0.975) >= 2 and set(chosen) == {0.85, 0.975}
+    assert spends.score.unserved_pct < 0.8 * keeps.score.unserved_pct  # 0.975 on the days the savings beyond the reserve paid for
+    assert keeps.score.pod_hours < spends.score.pod_hours <= hpa.pod_hours  # spent, never past the HPA's
+    assert spending.reference_memory().hpa_pod_seconds == spending.hpa_pod_seconds > 0  # the reserve's base is kept
+
+
 def test_the_first_days_shortfall_is_not_owed():
     # The same 40% jumps on day 0, when the configured quantile runs on a forecast no day has vetted:
     # it falls back to the HPA rung at its end, and comes back after a flat day (had day 0 been owed,

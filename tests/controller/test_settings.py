@@ -881,6 +881,8 @@ def test_empty_quantile_ladders_without_the_hpa_rung_turn_the_hpa_reference_off(
     assert reference.make_up
     assert not policies.reference_params(load("forecast:\n  make_up_shortfall: false\n"), workload).make_up
     assert [p.path for p in problems_of("forecast:\n  make_up_shortfall: maybe\n")] == ["forecast.make_up_shortfall"]
+    assert reference.spend
+    assert not policies.reference_params(load("forecast:\n  spend_savings_on_service: false\n"), workload).spend
 
 
 def test_the_metric_trail_is_a_bounded_number_of_seconds():

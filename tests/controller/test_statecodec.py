@@ -147,6 +147,15 @@ def test_the_balance_against_the_hpa_survives_the_round_trip_and_older_annotatio
     assert statecodec.decode(json.dumps(plain)).reference.balance == Tally()
 
 
+def test_the_hpas_pod_seconds_survive_the_round_trip_and_older_annotations_read_as_none():
+    spent = memory(balance=Tally(-86_400.5, 0.0), hpa_pod_seconds=9_000_000.25)
+    assert json.loads(encode(state(), reference=spent))["ref"]["hpa"] == 9_000_000.25
+    assert statecodec.decode(encode(state(), reference=spent)).reference == spent
+    plain = json.loads(encode(state(), reference=memory(balance=Tally(-86_400.5, 0.0))))
+    assert "hpa" not in plain["ref"]  # an annotation written before the reserve existed has no such key
+    assert statecodec.decode(json.dumps(plain)).reference.hpa_pod_seconds == 0.0
+
+
 @pytest.mark.parametrize(
     "ref",
     [
@@ -158,6 +167,9 @@ def test_the_balance_against_the_hpa_survives_the_round_trip_and_older_annotatio
         pytest.param('{"q": [0.85, 0.5], "rung": 0, "end": 1.0, "days": [], "lean": "yes"}', id="bad-lean"),
         pytest.param('{"q": [0.85], "rung": 0, "end": 1.0, "days": [], "bal": [1, "NaN"]}', id="bad-balance"),
         pytest.param('{"q": [0.85], "rung": 0, "end": 1.0, "days": [], "bal": [1]}', id="bad-balance-shape"),
+        pytest.param('{"q": [0.85], "rung": 0, "end": 1.0, "days": [], "hpa": -5}', id="negative-hpa-pod-seconds"),
+        pytest.param('{"q": [0.85], "rung": 0, "end": 1.0, "days": [], "hpa": "Infinity"}', id="infinite-hpa-pod-seconds"),
+        pytest.param('{"q": [0.85], "rung": 0, "end": 1.0, "days": [], "hpa": [1]}', id="bad-hpa-pod-seconds"),
     ],
 )
 def test_a_malformed_quantile_memory_is_dropped_with_a_warning_and_the_rest_kept(ref):

@@ -152,6 +152,35 @@ def test_while_owing_a_rung_that_left_more_than_the_hpa_on_any_day_of_the_window
     assert choose_rung([burst, worse], UP, hpa_rung=True, balance=tally(0, 10)) == len(UP)
 
 
+def test_where_the_hpa_leaves_load_unserved_the_savings_buy_the_highest_higher_rung_that_served_as_well():
+    # The HPA left 40 of 1e5 (0.04%) uncovered; rung 0 did better at fewer pods, 0.9 and 0.975 better still at more.
+    day = (tally(100, 40), [tally(80, 30), tally(105, 10), tally(115, 0)], 1e5)
+    assert choose_rung([day], UP, balance=tally(-50, 0)) == 0  # without spend: the cheapest no worse
+    assert choose_rung([day], UP, spend=True) == 0  # no balance, nothing saved: neither is affordable
+    assert choose_rung([day], UP, spend=True, balance=tally(-4, 0)) == 0  # 105 > 100 + 4
+    assert choose_rung([day], UP, spend=True, balance=tally(-5, 0)) == 1  # 105 <= 100 + 5: all the savings, no reserve
+    assert choose_rung([day], UP, spend=True, balance=tally(-15, -5)) == 2  # 115 <= 100 + 15: the highest affordable
+    assert choose_rung([day], UP, spend=True, balance=tally(20, 0)) == 0  # spent more than the HPA so far: no spare
+    # the reserve, 2% of the HPA's pod-seconds so far, is never spent: 100 + 15 - 0.02 * 500 = 105
+    assert choose_rung([day], UP, spend=True, balance=tally(-15, 0), hpa_pod_seconds=500) == 1
+    assert choose_rung([day], UP, spend=True, balance=tally(-15, 0), hpa_pod_seconds=501) == 0
+    assert choose_rung([day], UP, spend=True, balance=tally(-5, 0), hpa_pod_seconds=5000) == 0  # all in reserve
+    # a higher rung no dearer than the HPA over the days needs no savings
+    assert choose_rung([(tally(100, 40), [tally(80, 30), tally(95, 10), tally(99, 0)], 1e5)], UP, spend=True) == 2
+    # where the HPA left nothing unserved (at most 0.01% of the load) the cheapest no worse, as without it
+    calm = (tally(100, 10), [tally(80, 5), tally(105, 0), tally(115, 0)], 1e5)
+    assert choose_rung([calm], UP, spend=True, balance=tally(-50, 0)) == 0
+    # a higher rung that left more uncovered than rung 0, or than the HPA, is not bought
+    assert choose_rung([(tally(100, 40), [tally(80, 30), tally(105, 35), tally(115, 41)], 1e5)], UP, spend=True, balance=tally(-50, 0)) == 0
+    # nor a lower one, however well it served
+    assert choose_rung([(tally(100, 40), [tally(80, 30), tally(70, 0)], 1e5)], (0.85, 0.7), spend=True, balance=tally(-50, 0)) == 0
+    # while the real pods owe load the make-up decides: 0.85 makes up all 5 owed and is the cheapest
+    assert choose_rung([day], UP, spend=True, balance=tally(-30, 5)) == 0
+    # rung 0 serving worse than the HPA: the highest affordable higher rung, not merely the lowest that qualifies
+    worse = (tally(100, 40), [tally(80, 50), tally(95, 10), tally(99, 0)], 1e5)
+    assert (choose_rung([worse], UP), choose_rung([worse], UP, spend=True)) == (1, 2)
+
+
 def test_an_uncovered_amount_within_the_slack_counts_as_no_worse():
     day = (tally(100, 0), [tally(90, 5), tally(95, 20)], 1e6)
     assert choose_rung([day], UP[:2], slack=1e-5) == 0  # 5 <= 0 + 1e-5 * 1e6 = 10
