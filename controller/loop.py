@@ -1221,6 +1221,7 @@ class Controller:
             m.label, decision, forecast=forecast, lead_seconds=lead, startup_seconds=startup, load=load,
             forecast_error=forecast_error, provisioning_quantile=quantile, interval_above=above,
         )  # fmt: skip
+        self.telemetry.record_against_hpa(m.label, policy.against_hpa if isinstance(policy, LivePredictivePolicy) else None)
         self.decisions.add(m.label, now, decision)
         outcome = m.outcome or ("scaled" if decision.kind == "scale" else "unchanged")
         log_decision(log, m.label, decision, mode=m.mode, outcome=outcome, load=load)

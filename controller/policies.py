@@ -458,6 +458,15 @@ class PredictivePolicy:
         return Decision(d.kind, d.target, d.from_value, d.to_value, d.reason, f"{why}; {d.message}", d.stages)
 
     @property
+    def against_hpa(self) -> tuple[float, float, float] | None:
+        """The balance against the reference HPA: pod-seconds held minus the HPA's, load-seconds left
+        uncovered minus the HPA's, and the HPA's pod-seconds, over the periods counted; ``None``
+        without a ladder or a balance (``forecast.make_up_shortfall`` off)."""
+        if self._reference is None or not self._reference.make_up:
+            return None
+        return (self.balance.pod_seconds, self.balance.uncovered, self.hpa_pod_seconds)
+
+    @property
     def hpa_mode(self) -> bool:
         """Whether the real pods are scaled as the reference HPA scales them (the HPA rung)."""
         return self.rung == len(self._rung_params)

@@ -179,6 +179,26 @@ class Telemetry:
             "never a lower one, or set the forecast aside and scale on the observed load alone).",
             ["workload"], namespace=ns, registry=r,
         )
+        self.hpa_balance_pod_hours = Gauge(
+            "hpa_balance_pod_hours",
+            "Pod-hours the pods held minus those the HPA's calculation, run beside the controller on the same load, "
+            "would have held, since the end of the controller's first day (negative: saved against the HPA). "
+            "Changes once a day; absent without forecast.make_up_shortfall.",
+            ["workload"], namespace=ns, registry=r,
+        )
+        self.hpa_balance_uncovered_load_hours = Gauge(
+            "hpa_balance_uncovered_load_hours",
+            "Load-hours (load units x hours) the pods left uncovered minus those the HPA's calculation would have, "
+            "over the same days (above 0: owed, and only a quantile that served better than the HPA is taken). "
+            "Changes once a day; absent without forecast.make_up_shortfall.",
+            ["workload"], namespace=ns, registry=r,
+        )
+        self.hpa_reference_pod_hours = Gauge(
+            "hpa_reference_pod_hours",
+            "Pod-hours the HPA's calculation would have held over the same days (the base of the 2% reserve never "
+            "spent on service). Changes once a day; absent without forecast.make_up_shortfall.",
+            ["workload"], namespace=ns, registry=r,
+        )
         self.interval_coverage = Gauge(
             "forecast_interval_coverage_ratio",
             "Share of recent outcomes that fell inside the forecast's central interval (0-1).",
@@ -372,6 +392,27 @@ class Telemetry:
             self._labels(workload, self.provisioning_quantile, workload).set(provisioning_quantile)
         if load is not None and math.isfinite(load):
             self.observed_load.labels(workload).set(load)
+
+    def record_against_hpa(self, workload: str, against: tuple[float, float, float] | None) -> None:
+        """Set the balance against the HPA's calculation of ``workload``, or remove it.
+
+        Args:
+            workload: The workload label.
+            against: Pod-seconds held minus the HPA's, load-seconds left uncovered minus the HPA's,
+                and the HPA's pod-seconds, over the days counted (shown in hours); ``None`` when the
+                workload keeps no balance (no ladder, or ``forecast.make_up_shortfall`` off): its
+                series are removed rather than left at a stale value.
+        """
+        self._ensure_workload(workload)
+        gauges = (self.hpa_balance_pod_hours, self.hpa_balance_uncovered_load_hours, self.hpa_reference_pod_hours)
+        if against is None:
+            for gauge in gauges:
+                if (gauge, (workload,)) in self._series[workload]:
+                    gauge.remove(workload)
+                    self._series[workload].discard((gauge, (workload,)))
+            return
+        for gauge, seconds in zip(gauges, against, strict=True):
+            self._labels(workload, gauge, workload).set(seconds / 3600)
 
     def record_tick(self, duration: float, lag: float) -> None:
         """Record one tick.

@@ -247,7 +247,10 @@ async def test_a_restart_keeps_the_choice_of_quantile_stored_in_the_state_annota
 
     rungs = (Tally(86400.0 * 7, 50.0), Tally(86400.0 * 7.5, 0.0), Tally(86400.0 * 6.5, 70.0), Tally(86400.0 * 6, 90.0), Tally(86400.0 * 5, 200.0))
     day = (Tally(86400.0 * 8, 0.0), rungs, 86400.0 * 5)
-    stored = ReferenceMemory((0.85, 0.975, 0.7, 0.6, 0.5), 1, (day,), T0 + 3600.0, lean=True)
+    # 10 pod-hours saved against the HPA and 2 load-hours owed, of the HPA's 192 pod-hours
+    stored = ReferenceMemory(
+        (0.85, 0.975, 0.7, 0.6, 0.5), 1, (day,), T0 + 3600.0, lean=True, balance=Tally(-36_000.0, 7_200.0), hpa_pod_seconds=691_200.0
+    )
     text = statecodec.encode(statecodec.decode(None).state, now=T0, keep_seconds=300, event_keep_seconds=60, reference=stored)
     deploy(kube_server, kube_clock, "steady", 8, annotations={kube.STATE_ANNOTATION: text})
     w = world_factory(settings_yaml(prom.url, "- {namespace: default, name: steady}"))
@@ -255,6 +258,8 @@ async def test_a_restart_keeps_the_choice_of_quantile_stored_in_the_state_annota
         await w.ticks(3)
     assert any("choice of quantile restored" in r.getMessage() for r in caplog.records)
     assert w.metric("scaleahead_provisioning_quantile", workload="Deployment/default/steady") == 0.975
+    against = {name: w.metric(f"scaleahead_hpa_{name}", workload="Deployment/default/steady") for name in ("balance_pod_hours", "balance_uncovered_load_hours", "reference_pod_hours")}
+    assert against == {"balance_pod_hours": -10, "balance_uncovered_load_hours": 2, "reference_pod_hours": 192}
     # written back with the rest of the state, and read back the same by the next controller
     written = statecodec.decode(kube_server.get("deployments", NS, "steady")["metadata"]["annotations"][kube.STATE_ANNOTATION])
     assert written.reference == stored
@@ -267,6 +272,7 @@ async def test_a_restart_keeps_the_choice_of_quantile_stored_in_the_state_annota
         await other.ticks(2)
     assert any("does not apply" in r.getMessage() and "0.99" in r.getMessage() for r in caplog.records)
     assert other.metric("scaleahead_provisioning_quantile", workload="Deployment/default/steady") == 0.85
+    assert other.metric("scaleahead_hpa_balance_pod_hours", workload="Deployment/default/steady") == 0  # starts over too
 
 
 async def test_the_gate_restored_from_the_state_annotation_sets_the_gauge_of_outcomes_above(world_factory, kube_server, kube_clock, prom):

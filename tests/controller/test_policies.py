@@ -181,6 +181,8 @@ def test_after_serving_worse_than_the_hpa_the_policy_stays_on_the_hpa_rung_until
     assert len(chosen) == 4 and chosen[0] == 0.85 and all(np.isnan(q) for q in chosen[1:])
     assert owing.balance.uncovered > 0 and forgetting.balance == Tally()
     assert owing.reference_memory().balance == owing.balance  # the state annotation keeps it
+    assert owing.against_hpa == (owing.balance.pod_seconds, owing.balance.uncovered, owing.hpa_pod_seconds)  # the gauges'
+    assert forgetting.against_hpa is None and owing.hpa_pod_seconds > 0
     assert any("left more load uncovered than the HPA would have" in m for m in owing.messages)
     assert owes.score.pod_hours > forgets.score.pod_hours  # it pays for the HPA's headroom on the flat days
 

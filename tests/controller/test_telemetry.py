@@ -95,6 +95,23 @@ def test_a_tick_without_forecast_removes_the_stale_quantile_series(tel, registry
     assert value(registry, "scaleahead_forecast_load", workload=W, quantile="0.975") is None
 
 
+def test_the_balance_against_the_hpa_is_shown_in_hours_and_removed_when_no_longer_kept(tel, registry):
+    tel.record_against_hpa(W, (-36_000.0, 7_200.0, 691_200.0))  # 10 pod-hours saved, 2 load-hours owed, of the HPA's 192
+    tel.record_against_hpa("other", (1_800.0, 0.0, 3_600.0))
+    assert value(registry, "scaleahead_hpa_balance_pod_hours", workload=W) == -10
+    assert value(registry, "scaleahead_hpa_balance_uncovered_load_hours", workload=W) == 2
+    assert value(registry, "scaleahead_hpa_reference_pod_hours", workload=W) == 192
+
+    tel.record_against_hpa(W, None)  # the balance is no longer kept (forecast.make_up_shortfall turned off)
+    for name in ("scaleahead_hpa_balance_pod_hours", "scaleahead_hpa_balance_uncovered_load_hours", "scaleahead_hpa_reference_pod_hours"):
+        assert value(registry, name, workload=W) is None
+    tel.record_against_hpa(W, None)  # twice: no error
+    assert value(registry, "scaleahead_hpa_balance_pod_hours", workload="other") == 0.5  # the others' stay
+
+    tel.forget_workload("other")
+    assert value(registry, "scaleahead_hpa_reference_pod_hours", workload="other") is None
+
+
 def test_no_metric_uses_a_label_that_prometheus_or_its_operator_sets_on_the_target(tel, registry):
     # A clash is renamed to exported_<label> at scrape time, and dashboards grouping by it then see
     # one series (the ServiceMonitor adds endpoint, namespace, pod, service, container).
@@ -224,6 +241,7 @@ def record_one_of_everything(tel: telemetry.Telemetry) -> None:
     tel.register_workload(W, mode="active")
     tel.record_decision(W, make_decision(), forecast={0.9: 6.0}, lead_seconds=60.0, startup_seconds=40.0, load=5.0,
                         provisioning_quantile=0.85, forecast_error=0.1, interval_above=0.2)
+    tel.record_against_hpa(W, (-3600.0, 0.0, 86400.0))
     tel.set_conflict(W, False)
     tel.record_tick(0.2, 0.01)
     tel.record_model_refit(1.2)
