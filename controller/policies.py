@@ -461,8 +461,11 @@ class PredictivePolicy:
     def against_hpa(self) -> tuple[float, float, float] | None:
         """The balance against the reference HPA: pod-seconds held minus the HPA's, load-seconds left
         uncovered minus the HPA's, and the HPA's pod-seconds, over the periods counted; ``None``
-        without a ladder or a balance (``forecast.make_up_shortfall`` off)."""
+        without a ladder or a balance (``forecast.make_up_shortfall`` off), and before anything is
+        counted (a 0 would read as a real balance)."""
         if self._reference is None or not self._reference.make_up:
+            return None
+        if self.hpa_pod_seconds == 0 and self.balance == baseline.Tally():
             return None
         return (self.balance.pod_seconds, self.balance.uncovered, self.hpa_pod_seconds)
 
@@ -591,8 +594,10 @@ class PredictivePolicy:
                 ref.quantiles,
                 slack=ref.slack,
                 hpa_rung=ref.hpa_rung,
-                balance=self.balance,
-                spend=ref.spend,
+                # Without the make-up the balance is not kept: one restored from a state written
+                # with it would stand still, owing or spending the same amount every day.
+                balance=self.balance if ref.make_up else None,
+                spend=ref.spend and ref.make_up,
                 hpa_pod_seconds=self.hpa_pod_seconds,
             )
             if rung != self.rung and self.acting:

@@ -135,6 +135,11 @@ def _tally(t: Tally) -> list[float]:
     return [float(t.pod_seconds), float(t.uncovered)]
 
 
+def _keeps_hpa(memory: ReferenceMemory) -> bool:
+    hpa = memory.hpa_pod_seconds
+    return math.isfinite(hpa) and (hpa > 0 or memory.balance != Tally())
+
+
 def _encode_reference(memory: ReferenceMemory) -> dict[str, Any]:
     return {
         "q": [float(q) for q in memory.quantiles],
@@ -143,7 +148,8 @@ def _encode_reference(memory: ReferenceMemory) -> dict[str, Any]:
         "days": [[_tally(h), [_tally(r) for r in rungs], float(load)] for h, rungs, load in memory.days],
         **({"lean": True} if memory.lean else {}),
         **({"bal": _tally(memory.balance)} if memory.balance != Tally() else {}),
-        **({"hpa": float(memory.hpa_pod_seconds)} if memory.hpa_pod_seconds else {}),
+        # with the balance whenever it is written: "bal" without "hpa" is a state from before it
+        **({"hpa": float(memory.hpa_pod_seconds)} if _keeps_hpa(memory) else {}),
     }
 
 
@@ -174,11 +180,16 @@ def _decode_reference(doc: Any) -> ReferenceMemory:
     pods, uncovered = (float(x) for x in doc.get("bal", (0.0, 0.0)))
     if not (math.isfinite(pods) and math.isfinite(uncovered)):
         raise ValueError(f"balance {doc['bal']!r} is not two numbers")
-    # Absent in a state written before the spending reserve (twenty-fifth round): the reserve starts
-    # from nothing and builds up with the HPA's pod-seconds from here on.
-    hpa = float(doc.get("hpa", 0.0))
-    if not math.isfinite(hpa) or hpa < 0:
-        raise ValueError(f"the HPA's pod-seconds {doc['hpa']!r} is not a non-negative number")
+    if "hpa" in doc:
+        hpa = doc["hpa"]
+        if isinstance(hpa, bool) or not isinstance(hpa, (int, float)) or not math.isfinite(hpa) or hpa < 0:
+            raise ValueError(f"the HPA's pod-seconds {hpa!r} is not a non-negative number")
+        hpa = float(hpa)
+    else:
+        # A state written before the spending reserve (twenty-fifth round) has no base for it: the
+        # pod-seconds saved are counted afresh from here, beside the HPA's, rather than spent at once
+        # with no reserve. The load owed is kept.
+        hpa, pods = 0.0, 0.0
     return ReferenceMemory(tuple(float(q) for q in doc["q"]), int(doc["rung"]), days, end, lean, Tally(pods, uncovered), hpa)
 
 

@@ -183,20 +183,21 @@ class Telemetry:
             "hpa_balance_pod_hours",
             "Pod-hours the pods held minus those the HPA's calculation, run beside the controller on the same load, "
             "would have held, since the end of the controller's first day (negative: saved against the HPA). "
-            "Changes once a day; absent without forecast.make_up_shortfall.",
+            "Changes once a day; absent without forecast.make_up_shortfall and until the first day is counted.",
             ["workload"], namespace=ns, registry=r,
         )
         self.hpa_balance_uncovered_load_hours = Gauge(
             "hpa_balance_uncovered_load_hours",
             "Load-hours (load units x hours) the pods left uncovered minus those the HPA's calculation would have, "
             "over the same days (above 0: owed, and only a quantile that served better than the HPA is taken). "
-            "Changes once a day; absent without forecast.make_up_shortfall.",
+            "Changes once a day; absent without forecast.make_up_shortfall and until the first day is counted.",
             ["workload"], namespace=ns, registry=r,
         )
         self.hpa_reference_pod_hours = Gauge(
             "hpa_reference_pod_hours",
             "Pod-hours the HPA's calculation would have held over the same days (the base of the 2% reserve never "
-            "spent on service). Changes once a day; absent without forecast.make_up_shortfall.",
+            "spent on service). Changes once a day; absent without forecast.make_up_shortfall and until the "
+            "first day is counted.",
             ["workload"], namespace=ns, registry=r,
         )
         self.interval_coverage = Gauge(

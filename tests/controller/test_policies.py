@@ -27,11 +27,14 @@ def daily_cycle(days=3, noise=0.5, seed=0) -> np.ndarray:
     return np.interp(ticks, minutes, per_minute)
 
 
-def run_with_policy(scenario, config):
+def run_with_policy(scenario, config, prepare=None):
+    """Run ``scenario`` under the scaleahead policy; ``prepare(policy)`` runs before its first tick."""
     holder = {}
 
     def build(ports, sc, cfg):
         policy = holder["policy"] = engine.BUILDERS["scaleahead"](ports, sc, cfg)
+        if prepare is not None:
+            prepare(policy)
         reconcile, policy.messages, policy.above_shares = policy.reconcile, [], []
 
         async def recorded(target):
@@ -205,6 +208,14 @@ def test_where_the_hpa_leaves_load_unserved_the_policy_spends_its_savings_on_a_h
     assert spends.score.unserved_pct < 0.8 * keeps.score.unserved_pct  # 0.975 on the days the savings beyond the reserve paid for
     assert keeps.score.pod_hours < spends.score.pod_hours <= hpa.pod_hours  # spent, never past the HPA's
     assert spending.reference_memory().hpa_pod_seconds == spending.hpa_pod_seconds > 0  # the reserve's base is kept
+
+    # Without the make-up no balance is kept: one restored from a state written with it (savings, or
+    # load owed) stands still, and is neither spent every day nor owed for good.
+    alone = ControllerSettings(forecast={"make_up_shortfall": False})
+    for restored in (Tally(-3_600_000.0, 0.0), Tally(0.0, 10_000.0)):
+        _, still = run_with_policy(sc, dataclasses.replace(config, settings=alone), prepare=lambda p, b=restored: setattr(p, "balance", b))
+        assert [q for _, q in still.quantile_history] == [0.85] * 4, restored
+        assert still.balance == restored and still.against_hpa is None
 
 
 def test_the_first_days_shortfall_is_not_owed():

@@ -147,13 +147,21 @@ def test_the_balance_against_the_hpa_survives_the_round_trip_and_older_annotatio
     assert statecodec.decode(json.dumps(plain)).reference.balance == Tally()
 
 
-def test_the_hpas_pod_seconds_survive_the_round_trip_and_older_annotations_read_as_none():
-    spent = memory(balance=Tally(-86_400.5, 0.0), hpa_pod_seconds=9_000_000.25)
+def test_the_hpas_pod_seconds_survive_the_round_trip_and_an_older_balance_counts_its_savings_afresh():
+    spent = memory(balance=Tally(-86_400.5, 3.5), hpa_pod_seconds=9_000_000.25)
     assert json.loads(encode(state(), reference=spent))["ref"]["hpa"] == 9_000_000.25
     assert statecodec.decode(encode(state(), reference=spent)).reference == spent
-    plain = json.loads(encode(state(), reference=memory(balance=Tally(-86_400.5, 0.0))))
-    assert "hpa" not in plain["ref"]  # an annotation written before the reserve existed has no such key
-    assert statecodec.decode(json.dumps(plain)).reference.hpa_pod_seconds == 0.0
+    # written with the balance even at 0 (a workload the HPA held at zero pods): the savings are kept
+    idle = memory(balance=Tally(3_600.0, 0.0))
+    assert statecodec.decode(encode(state(), reference=idle)).reference == idle
+    # an annotation written before the reserve existed has a balance and no "hpa": the savings,
+    # which had no reserve, are counted afresh from here rather than spent at once; the load owed is kept
+    older = json.loads(encode(state(), reference=spent))
+    del older["ref"]["hpa"]
+    restored = statecodec.decode(json.dumps(older)).reference
+    assert (restored.balance, restored.hpa_pod_seconds) == (Tally(0.0, 3.5), 0.0)
+    assert restored.days == spent.days and restored.rung == spent.rung
+    assert "hpa" not in json.loads(encode(state(), reference=memory()))["ref"]  # nothing counted yet: no key
 
 
 @pytest.mark.parametrize(
@@ -170,6 +178,8 @@ def test_the_hpas_pod_seconds_survive_the_round_trip_and_older_annotations_read_
         pytest.param('{"q": [0.85], "rung": 0, "end": 1.0, "days": [], "hpa": -5}', id="negative-hpa-pod-seconds"),
         pytest.param('{"q": [0.85], "rung": 0, "end": 1.0, "days": [], "hpa": "Infinity"}', id="infinite-hpa-pod-seconds"),
         pytest.param('{"q": [0.85], "rung": 0, "end": 1.0, "days": [], "hpa": [1]}', id="bad-hpa-pod-seconds"),
+        pytest.param('{"q": [0.85], "rung": 0, "end": 1.0, "days": [], "hpa": "5"}', id="hpa-pod-seconds-as-text"),
+        pytest.param('{"q": [0.85], "rung": 0, "end": 1.0, "days": [], "hpa": true}', id="hpa-pod-seconds-as-boolean"),
     ],
 )
 def test_a_malformed_quantile_memory_is_dropped_with_a_warning_and_the_rest_kept(ref):
