@@ -132,6 +132,7 @@ EVENT_CONFLICT = "ConflictingAutoscaler"
 EVENT_HOLDING = "HoldingReplicas"
 EVENT_RESUMED = "ResumedScaling"
 EVENT_INVALID_SETTINGS = "InvalidSettings"
+EVENT_QUANTILE = "ProvisioningQuantileChanged"
 
 #: Backoff of a failing workload, in ticks skipped after its n-th failure in a row (1, 2, 4, 8+).
 _SKIP_TICKS = (0, 1, 3, 7)
@@ -717,6 +718,8 @@ class _Managed:
     state_signature: Any = None
     # what the policy was built from: a reload rebuilds it only when this changes
     built_from: Any = None
+    # the policy's last change of quantile already logged and recorded as an event
+    rung_change_seen: Any = None
 
 
 class Controller:
@@ -1222,6 +1225,11 @@ class Controller:
             forecast_error=forecast_error, provisioning_quantile=quantile, interval_above=above,
         )  # fmt: skip
         self.telemetry.record_against_hpa(m.label, policy.against_hpa if isinstance(policy, LivePredictivePolicy) else None)
+        change = policy.rung_change if isinstance(policy, LivePredictivePolicy) else None
+        if change is not None and change is not m.rung_change_seen:  # once a day at most
+            m.rung_change_seen = change
+            log.info("%s: %s", m.label, change.message, extra={"workload": m.label})
+            await self._event(m.ref, EVENT_QUANTILE, change.message, "Normal")
         self.decisions.add(m.label, now, decision)
         outcome = m.outcome or ("scaled" if decision.kind == "scale" else "unchanged")
         log_decision(log, m.label, decision, mode=m.mode, outcome=outcome, load=load)

@@ -9,6 +9,7 @@ the returned state, and acts through the actuator only when the count changes
 from __future__ import annotations
 
 import collections
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -288,6 +289,29 @@ class HpaPolicy:
         return await act(self._ports, target, result.decisions[0])
 
 
+@dataclass(frozen=True, slots=True)
+class RungChange:
+    """A change of the provisioning quantile at a day's end (``PredictivePolicy.rung_change``).
+
+    Attributes:
+        at: when it was chosen (the policy's clock).
+        before, after: the quantile before and after; NaN for the HPA rung.
+        why: the reason, for a person (``baseline.describe_choice``).
+    """
+
+    at: float
+    before: float
+    after: float
+    why: str
+
+    @property
+    def message(self) -> str:
+        def name(q: float) -> str:
+            return "the HPA rung" if math.isnan(q) else f"quantile {q:g}"
+
+        return f"provisioning at {name(self.after)} from {name(self.before)}: {self.why}"
+
+
 class PredictivePolicy:
     """scaleahead's own policy: forecast the load at the lead time and plan with ``decide.planner``.
 
@@ -358,6 +382,8 @@ class PredictivePolicy:
         self.balance = baseline.Tally()
         #: The reference HPA's pod-seconds over the periods ``balance`` counts (the spending reserve's base).
         self.hpa_pod_seconds = 0.0
+        #: The last change of rung and why (the live loop logs it and records an event); ``None`` before one.
+        self.rung_change: RungChange | None = None
         self._real_hpa: ControllerState | None = None  # the HPA's syncs on the real pods, on the HPA rung
         self._hpa: baseline.ShadowHpa | None = None
         self._shadows: dict[int, tuple[baseline.ShadowPods, ControllerState]] = {}
@@ -589,17 +615,20 @@ class PredictivePolicy:
             self._today = (baseline.Tally(), [baseline.Tally()] * len(self._rung_params), 0.0)
             while self._period_end <= now:  # after a gap longer than a period: the next boundary ahead
                 self._period_end += ref.period_seconds
-            rung = baseline.choose_rung(
-                self._days,
-                ref.quantiles,
-                slack=ref.slack,
-                hpa_rung=ref.hpa_rung,
-                # Without the make-up the balance is not kept: one restored from a state written
-                # with it would stand still, owing or spending the same amount every day.
-                balance=self.balance if ref.make_up else None,
-                spend=ref.spend and ref.make_up,
-                hpa_pod_seconds=self.hpa_pod_seconds,
+            # Without the make-up the balance is not kept: one restored from a state written with
+            # it would stand still, owing or spending the same amount every day.
+            balance = self.balance if ref.make_up else None
+            choice = functools.partial(
+                baseline.choose_rung, self._days, ref.quantiles, slack=ref.slack, hpa_rung=ref.hpa_rung, balance=balance
             )
+            spend = ref.spend and ref.make_up
+            rung = choice(spend=spend, hpa_pod_seconds=self.hpa_pod_seconds)
+            if rung != self.rung:
+                spent = spend and rung != choice()
+                why = baseline.describe_choice(
+                    self._days, ref.quantiles, rung, balance=balance, spent=spent, hpa_pod_seconds=self.hpa_pod_seconds
+                )
+                self.rung_change = RungChange(now, self.quantile, math.nan if rung == len(ref.quantiles) else ref.quantiles[rung], why)
             if rung != self.rung and self.acting:
                 # The real pods continue at the new rung; the old rung goes on as a counterfactual
                 # from where the real ones are (starting pods counted as ready a startup from now).

@@ -294,6 +294,46 @@ def choose_rung(
     return max(lower, key=lambda i: quantiles[i], default=none)
 
 
+def describe_choice(
+    days: Sequence[Day],
+    quantiles: Sequence[float],
+    chosen: int,
+    *,
+    balance: Tally | None = None,
+    spent: bool = False,
+    hpa_pod_seconds: float = 0.0,
+) -> str:
+    """Why ``choose_rung`` chose ``chosen`` over ``days``, for a person (the log line and the event
+    of a change of quantile).
+
+    Args:
+        days, quantiles, balance, hpa_pod_seconds: as given to ``choose_rung``.
+        chosen: its choice (``len(quantiles)``: the HPA rung).
+        spent: whether the choice differs from the one without ``spend`` (savings bought it).
+    """
+    span = "over the last day" if len(days) == 1 else f"over the last {len(days)} days"
+    hpa = chosen == len(quantiles)
+    if balance is not None and balance.uncovered > 0:
+        owed = f"the pods owe {balance.uncovered / 3600:.3g} load-hours against the HPA"
+        if hpa:
+            return f"{owed}, and no quantile made up at least half of that {span} at no more pods"
+        return f"{owed}, and {quantiles[chosen]:g} served better than the HPA {span} at no more pods"
+    if spent:
+        saved = max(0.0, -balance.pod_seconds) / 3600 if balance is not None else 0.0
+        return (
+            f"the HPA left load unserved {span}, and {quantiles[chosen]:g} left no more uncovered than it and"
+            f" {quantiles[0]:g}, at no more pods than the HPA's plus those saved against it beyond the reserve"
+            f" ({saved:.4g} pod-hours saved, {SPEND_RESERVE * hpa_pod_seconds / 3600:.4g} kept in reserve)"
+        )
+    if hpa:
+        return f"no quantile was no worse than the HPA on both pods and load uncovered {span}"
+    if chosen == 0:
+        return f"{quantiles[0]:g} was no worse than the HPA on both pods and load uncovered {span}"
+    if quantiles[chosen] > quantiles[0]:
+        return f"{quantiles[0]:g} left more load uncovered than the HPA {span}, and {quantiles[chosen]:g} was no worse on both"
+    return f"{quantiles[0]:g} held more pods than the HPA {span}, and {quantiles[chosen]:g} was no worse on both"
+
+
 def finite(load: float | None) -> bool:
     return load is not None and math.isfinite(load)
 

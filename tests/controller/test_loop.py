@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import signal
 import textwrap
@@ -273,6 +274,18 @@ async def test_a_restart_keeps_the_choice_of_quantile_stored_in_the_state_annota
     assert any("does not apply" in r.getMessage() and "0.99" in r.getMessage() for r in caplog.records)
     assert other.metric("scaleahead_provisioning_quantile", workload="Deployment/default/steady") == 0.85
     assert other.metric("scaleahead_hpa_balance_pod_hours", workload="Deployment/default/steady") is None  # over too: nothing counted yet
+
+    # Past the restored day's end the first controller chooses again: the 2 load-hours owed are made up
+    # by no quantile (none left less uncovered than the HPA's nothing), so it scales as the HPA; the
+    # change is logged and recorded as an event with its reason, once.
+    assert not w.events(loop.EVENT_QUANTILE)
+    with caplog.at_level(logging.INFO, logger="controller.loop"):
+        await w.ticks(3, every=3600.0)
+    (event,) = w.events(loop.EVENT_QUANTILE)
+    assert event["type"] == "Normal"
+    assert event["message"].startswith("provisioning at the HPA rung from quantile 0.975: the pods owe 2 load-hours against the HPA")
+    assert any(event["message"] in r.getMessage() for r in caplog.records)
+    assert math.isnan(w.metric("scaleahead_provisioning_quantile", workload="Deployment/default/steady"))
 
 
 async def test_the_gate_restored_from_the_state_annotation_sets_the_gauge_of_outcomes_above(world_factory, kube_server, kube_clock, prom):

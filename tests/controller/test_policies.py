@@ -187,6 +187,7 @@ def test_after_serving_worse_than_the_hpa_the_policy_stays_on_the_hpa_rung_until
     assert owing.against_hpa == (owing.balance.pod_seconds, owing.balance.uncovered, owing.hpa_pod_seconds)  # the gauges'
     assert forgetting.against_hpa is None and owing.hpa_pod_seconds > 0
     assert any("left more load uncovered than the HPA would have" in m for m in owing.messages)
+    assert np.isnan(owing.rung_change.after) and owing.rung_change.why.startswith("the pods owe ")
     assert owes.score.pod_hours > forgets.score.pod_hours  # it pays for the HPA's headroom on the flat days
 
 
@@ -208,6 +209,12 @@ def test_where_the_hpa_leaves_load_unserved_the_policy_spends_its_savings_on_a_h
     assert spends.score.unserved_pct < 0.8 * keeps.score.unserved_pct  # 0.975 on the days the savings beyond the reserve paid for
     assert keeps.score.pod_hours < spends.score.pod_hours <= hpa.pod_hours  # spent, never past the HPA's
     assert spending.reference_memory().hpa_pod_seconds == spending.hpa_pod_seconds > 0  # the reserve's base is kept
+    # the last change of quantile and why, which the live loop logs and records as an event
+    assert keeping.rung_change is None  # never changed
+    change = spending.rung_change
+    assert (change.before, change.after) == (0.85, 0.975) == tuple(chosen[-2:])
+    assert change.message.startswith("provisioning at quantile 0.975 from quantile 0.85: the HPA left load unserved over the last 3 days")
+    assert "saved against it beyond the reserve" in change.why
 
     # Without the make-up no balance is kept: one restored from a state written with it (savings, or
     # load owed) stands still, and is neither spent every day nor owed for good.

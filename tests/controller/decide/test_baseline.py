@@ -181,6 +181,23 @@ def test_where_the_hpa_leaves_load_unserved_the_savings_buy_the_highest_higher_r
     assert (choose_rung([worse], UP), choose_rung([worse], UP, spend=True)) == (1, 2)
 
 
+def test_a_choice_is_described_by_what_decided_it():
+    day = (tally(100, 40), [tally(80, 30), tally(105, 10), tally(115, 0)], 1e5)
+    describe = baseline.describe_choice
+    assert describe([day], UP, 0) == "0.85 was no worse than the HPA on both pods and load uncovered over the last day"
+    assert describe([day, day], UP, 1).startswith("0.85 left more load uncovered than the HPA over the last 2 days, and 0.9")
+    assert describe([day], (0.85, 0.7), 1).startswith("0.85 held more pods than the HPA")
+    assert describe([day], UP, len(UP)) == "no quantile was no worse than the HPA on both pods and load uncovered over the last day"
+    # savings: the amounts in pod-hours, the reserve 2% of the HPA's
+    spent = describe([day], UP, 2, balance=tally(-36_000, 0), spent=True, hpa_pod_seconds=360_000)
+    assert spent.startswith("the HPA left load unserved over the last day, and 0.975 left no more uncovered than it and 0.85")
+    assert spent.endswith("(10 pod-hours saved, 2 kept in reserve)")
+    # load owed comes first, whatever else held
+    owed = describe([day], UP, 0, balance=tally(-36_000, 7_200), spent=True)
+    assert owed == "the pods owe 2 load-hours against the HPA, and 0.85 served better than the HPA over the last day at no more pods"
+    assert describe([day], UP, len(UP), balance=tally(0, 7_200)).endswith("no quantile made up at least half of that over the last day at no more pods")
+
+
 def test_an_uncovered_amount_within_the_slack_counts_as_no_worse():
     day = (tally(100, 0), [tally(90, 5), tally(95, 20)], 1e6)
     assert choose_rung([day], UP[:2], slack=1e-5) == 0  # 5 <= 0 + 1e-5 * 1e6 = 10
