@@ -291,7 +291,7 @@ class HpaPolicy:
 
 @dataclass(frozen=True, slots=True)
 class RungChange:
-    """A change of the provisioning quantile at a day's end (``PredictivePolicy.rung_change``).
+    """A change of the provisioning quantile at a day's end (``PredictivePolicy.rung_changes``).
 
     Attributes:
         at: when it was chosen (the policy's clock).
@@ -382,8 +382,9 @@ class PredictivePolicy:
         self.balance = baseline.Tally()
         #: The reference HPA's pod-seconds over the periods ``balance`` counts (the spending reserve's base).
         self.hpa_pod_seconds = 0.0
-        #: The last change of rung and why (the live loop logs it and records an event); ``None`` before one.
-        self.rung_change: RungChange | None = None
+        #: The changes of rung and why, oldest first (the live loop logs each and records an event;
+        #: the simulator's report lists them): once a day at most, the last 64 kept.
+        self.rung_changes: collections.deque[RungChange] = collections.deque(maxlen=64)
         self._real_hpa: ControllerState | None = None  # the HPA's syncs on the real pods, on the HPA rung
         self._hpa: baseline.ShadowHpa | None = None
         self._shadows: dict[int, tuple[baseline.ShadowPods, ControllerState]] = {}
@@ -482,6 +483,11 @@ class PredictivePolicy:
             why = f"hpa rung: no quantile was no worse than the HPA on both {last}"
         d = decision
         return Decision(d.kind, d.target, d.from_value, d.to_value, d.reason, f"{why}; {d.message}", d.stages)
+
+    @property
+    def rung_change(self) -> RungChange | None:
+        """The last change of rung, or ``None`` before one."""
+        return self.rung_changes[-1] if self.rung_changes else None
 
     @property
     def against_hpa(self) -> tuple[float, float, float] | None:
@@ -628,7 +634,7 @@ class PredictivePolicy:
                 why = baseline.describe_choice(
                     self._days, ref.quantiles, rung, balance=balance, spent=spent, hpa_pod_seconds=self.hpa_pod_seconds
                 )
-                self.rung_change = RungChange(now, self.quantile, math.nan if rung == len(ref.quantiles) else ref.quantiles[rung], why)
+                self.rung_changes.append(RungChange(now, self.quantile, math.nan if rung == len(ref.quantiles) else ref.quantiles[rung], why))
             if rung != self.rung and self.acting:
                 # The real pods continue at the new rung; the old rung goes on as a counterfactual
                 # from where the real ones are (starting pods counted as ready a startup from now).

@@ -231,6 +231,7 @@ async def run_async(
         scored_from=scenario.scored_from,
         decisions=tuple(decisions),
         forecast=getattr(instance, "forecast_band", None),
+        quantile_changes=tuple((c.at, c.message) for c in getattr(instance, "rung_changes", ())),
     )
 
 

@@ -453,6 +453,25 @@ def _render_decisions(runs: Sequence[sim_results.RunResult]) -> str:
     )
 
 
+def _render_quantile_changes(runs: Sequence[sim_results.RunResult]) -> str:
+    """A collapsible list of each change of provisioning quantile and why (the day's choice
+    against the HPA's calculation, docs/policy.md), per policy that made one."""
+    rows: list[str] = []
+    for r in runs:
+        start = float(r.times[0]) if len(r.times) else 0.0
+        for at, message in r.quantile_changes:
+            day, rest = divmod(max(0.0, at - start), 86400.0)
+            when = f"day {int(day)}, {int(rest // 3600):02d}:{int(rest % 3600 // 60):02d}"
+            rows.append(f"<tr><td>{_e(r.score.policy)}</td><td>{when}</td><td>{_e(message)}</td></tr>")
+    if not rows:
+        return ""
+    return (
+        f"<details><summary>Changes of provisioning quantile ({len(rows)}), with the reason</summary>"
+        '<table class="quantile-changes"><thead><tr><th>policy</th><th>when (from the trace start)</th><th>change</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></details>"
+    )
+
+
 def _distinct(values: Iterable[object]) -> str:
     seen: list[str] = []
     for v in values:
@@ -498,6 +517,7 @@ def _render_trace(index: int, trace: str, runs: Sequence[sim_results.RunResult])
 
     parts.append(_render_score_table(scores))
     parts.append(_render_decisions(runs))
+    parts.append(_render_quantile_changes(runs))
     parts.append("</section>")
     return "\n".join(p for p in parts if p)
 

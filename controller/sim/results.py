@@ -78,3 +78,5 @@ class RunResult:
     scored_from: int
     decisions: tuple[DecisionRecord, ...] = ()
     forecast: dict[str, np.ndarray] | None = field(default=None)
+    #: the changes of provisioning quantile, ``(time, message)`` in the trace's seconds (``PredictivePolicy.rung_changes``)
+    quantile_changes: tuple[tuple[float, str], ...] = ()

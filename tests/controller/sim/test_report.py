@@ -472,3 +472,19 @@ def test_the_panel_title_names_the_lead_time_and_the_provisioning_quantiles_used
     assert "HPA rung" not in same
     fallen = report._panel_title(score, {"lead_seconds": lead, "quantile": np.array([0.85, 0.85] + [np.nan] * 6)})
     assert "quantile 0.85" in fallen and "HPA rung on 75% of ticks" in fallen
+
+
+def test_the_changes_of_provisioning_quantile_are_listed_with_their_reason_and_escaped() -> None:
+    base = make_result(policy="scaleahead")
+    start = float(base.times[0])
+    changes = ((start + 86400.0 + 3600 * 5 + 60 * 7, "provisioning at quantile 0.975 from quantile 0.85: <the HPA> left load unserved"),)
+    results = [make_result(policy="hpa"), dataclasses.replace(base, quantile_changes=changes)]
+    html = report.render_report(results, generated_at="t")
+    (table,) = Doc(html).tables_of("quantile-changes")
+
+    assert [[c.text for c in row] for row in table.rows[1:]] == [
+        ["scaleahead", "day 1, 05:07", "provisioning at quantile 0.975 from quantile 0.85: <the HPA> left load unserved"]
+    ]
+    assert "&lt;the HPA&gt;" in html and "<the HPA>" not in html
+    assert "Changes of provisioning quantile (1)" in html
+    assert "Changes of provisioning quantile" not in report.render_report([base], generated_at="t")  # none: no list
