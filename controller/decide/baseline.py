@@ -319,11 +319,14 @@ def describe_choice(
             return f"{owed}, and no quantile made up at least half of that {span} at no more pods"
         return f"{owed}, and {quantiles[chosen]:g} served better than the HPA {span} at no more pods"
     if spent:
+        served = f"the HPA left load unserved {span}, and {quantiles[chosen]:g} left no more uncovered than it and {quantiles[0]:g}"
+        excess = sum(rungs[chosen].pod_seconds - h.pod_seconds for h, rungs, _ in days)
+        if excess <= 0:
+            return f"{served}, at no more pods than the HPA"
         saved = max(0.0, -balance.pod_seconds) / 3600 if balance is not None else 0.0
         return (
-            f"the HPA left load unserved {span}, and {quantiles[chosen]:g} left no more uncovered than it and"
-            f" {quantiles[0]:g}, at no more pods than the HPA's plus those saved against it beyond the reserve"
-            f" ({saved:.4g} pod-hours saved, {SPEND_RESERVE * hpa_pod_seconds / 3600:.4g} kept in reserve)"
+            f"{served}, at {excess / 3600:.4g} pod-hours more than the HPA, paid from those saved against it"
+            f" ({saved:.4g} saved, {SPEND_RESERVE * hpa_pod_seconds / 3600:.4g} kept in reserve)"
         )
     if hpa:
         return f"no quantile was no worse than the HPA on both pods and load uncovered {span}"

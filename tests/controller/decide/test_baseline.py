@@ -189,9 +189,13 @@ def test_a_choice_is_described_by_what_decided_it():
     assert describe([day], (0.85, 0.7), 1).startswith("0.85 held more pods than the HPA")
     assert describe([day], UP, len(UP)) == "no quantile was no worse than the HPA on both pods and load uncovered over the last day"
     # savings: the amounts in pod-hours, the reserve 2% of the HPA's
-    spent = describe([day], UP, 2, balance=tally(-36_000, 0), spent=True, hpa_pod_seconds=360_000)
+    hours = (tally(100 * 3600, 40), [tally(80 * 3600, 30), tally(105 * 3600, 10), tally(115 * 3600, 0)], 1e5)
+    spent = describe([hours], UP, 2, balance=tally(-36_000, 0), spent=True, hpa_pod_seconds=360_000)
     assert spent.startswith("the HPA left load unserved over the last day, and 0.975 left no more uncovered than it and 0.85")
-    assert spent.endswith("(10 pod-hours saved, 2 kept in reserve)")
+    assert spent.endswith(", at 15 pod-hours more than the HPA, paid from those saved against it (10 saved, 2 kept in reserve)")
+    # a higher rung no dearer than the HPA needed no savings, and says so
+    cheap = (tally(100, 40), [tally(80, 30), tally(95, 10), tally(99, 0)], 1e5)
+    assert describe([cheap], UP, 2, balance=tally(-36_000, 0), spent=True).endswith("0.85, at no more pods than the HPA")
     # load owed comes first, whatever else held
     owed = describe([day], UP, 0, balance=tally(-36_000, 7_200), spent=True)
     assert owed == "the pods owe 2 load-hours against the HPA, and 0.85 served better than the HPA over the last day at no more pods"
