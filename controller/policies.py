@@ -9,7 +9,6 @@ the returned state, and acts through the actuator only when the count changes
 from __future__ import annotations
 
 import collections
-import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -296,7 +295,7 @@ class RungChange:
     Attributes:
         at: when it was chosen (the policy's clock).
         before, after: the quantile before and after; NaN for the HPA rung.
-        why: the reason, for a person (``baseline.describe_choice``).
+        why: the reason, for a person (``baseline.choose_rung_why``).
     """
 
     at: float
@@ -623,18 +622,18 @@ class PredictivePolicy:
                 self._period_end += ref.period_seconds
             # Without the make-up the balance is not kept: one restored from a state written with
             # it would stand still, owing or spending the same amount every day.
-            balance = self.balance if ref.make_up else None
-            choice = functools.partial(
-                baseline.choose_rung, self._days, ref.quantiles, slack=ref.slack, hpa_rung=ref.hpa_rung, balance=balance
+            rung, why = baseline.choose_rung_why(
+                self._days,
+                ref.quantiles,
+                slack=ref.slack,
+                hpa_rung=ref.hpa_rung,
+                balance=self.balance if ref.make_up else None,
+                spend=ref.spend and ref.make_up,
+                hpa_pod_seconds=self.hpa_pod_seconds,
             )
-            spend = ref.spend and ref.make_up
-            rung = choice(spend=spend, hpa_pod_seconds=self.hpa_pod_seconds)
             if rung != self.rung:
-                spent = spend and rung != choice()
-                why = baseline.describe_choice(
-                    self._days, ref.quantiles, rung, balance=balance, spent=spent, hpa_pod_seconds=self.hpa_pod_seconds
-                )
-                self.rung_changes.append(RungChange(now, self.quantile, math.nan if rung == len(ref.quantiles) else ref.quantiles[rung], why))
+                after = math.nan if rung == len(ref.quantiles) else ref.quantiles[rung]
+                self.rung_changes.append(RungChange(now, self.quantile, after, why))
             if rung != self.rung and self.acting:
                 # The real pods continue at the new rung; the old rung goes on as a counterfactual
                 # from where the real ones are (starting pods counted as ready a startup from now).

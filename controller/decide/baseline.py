@@ -234,13 +234,41 @@ def choose_rung(
         The rung's index; 0 when there are no days; when no rung qualifies, 0 or with
         ``hpa_rung`` ``len(quantiles)``.
     """
+    return choose_rung_why(
+        days, quantiles, slack=slack, hpa_rung=hpa_rung, balance=balance, spend=spend, hpa_pod_seconds=hpa_pod_seconds
+    )[0]
+
+
+def choose_rung_why(
+    days: Sequence[Day],
+    quantiles: Sequence[float],
+    *,
+    slack: float = 0.0,
+    hpa_rung: bool = False,
+    balance: Tally | None = None,
+    spend: bool = False,
+    hpa_pod_seconds: float = 0.0,
+) -> tuple[int, str]:
+    """The rung ``choose_rung`` chooses, and why, for a person (the log line and the event of a
+    change of quantile, the simulator's report): one computation, so the reason cannot drift
+    from the choice. Arguments as ``choose_rung``'s."""
     if not days:
-        return 0
+        return 0, "no day counted yet"
     n = min(len(quantiles), *(len(rungs) for _, rungs, _ in days))
     hpa_total = sum((h for h, _, _ in days), Tally())
     load = sum(load for _, _, load in days)
     totals = [sum((rungs[i] for _, rungs, _ in days), Tally()) for i in range(n)]
     none = len(quantiles) if hpa_rung else 0
+    span = "over the last day" if len(days) == 1 else f"over the last {len(days)} days"
+    fallback = "" if hpa_rung else "; forecast.fallback_to_hpa is off, so the configured quantile"
+
+    def pods(i: int, saved: float, reserve: float | None = None) -> str:
+        excess = totals[i].pod_seconds - hpa_total.pod_seconds
+        if excess <= 0:
+            return "at no more pods than the HPA"
+        kept = "" if reserve is None else f", {reserve / 3600:.4g} kept in reserve"
+        return f"at {excess / 3600:.4g} pod-hours more than the HPA, paid from those saved against it ({saved / 3600:.4g} saved{kept})"
+
     if balance is not None and balance.uncovered > 0:
         # The real pods left more uncovered than the HPA would have: only a rung that served
         # better than the HPA makes up for it, at no more pods than the HPA's and those the real
@@ -248,6 +276,7 @@ def choose_rung(
         # burst day that every rung beat by far is no proof that a cheaper one serves the days
         # after it; nineteenth round, docs/policy.md).
         owed, spare = balance.uncovered, max(0.0, -balance.pod_seconds)
+        owes = f"the pods owe {owed / 3600:.3g} load-hours against the HPA"
         repays = [
             i
             for i in range(n)
@@ -257,23 +286,30 @@ def choose_rung(
         ]
         full = [i for i in repays if totals[i].uncovered + owed <= hpa_total.uncovered]
         if full:
-            return min(full, key=lambda i: totals[i].pod_seconds)
+            i = min(full, key=lambda i: totals[i].pod_seconds)
+            return i, f"{owes}; {quantiles[i]:g} would have made all of it up {span}, no worse on any day, {pods(i, spare)}"
         # A partial make-up only if it repays at least half of the debt: a rung that beat the
         # HPA by a sliver over the days may be the wrong one for the day to come (eighteenth
         # round, docs/policy.md).
         best = min(repays, key=lambda i: totals[i].uncovered, default=None)
         if best is not None and hpa_total.uncovered - totals[best].uncovered >= PARTIAL_MAKE_UP * owed:
-            return best
-        return none
+            share = (hpa_total.uncovered - totals[best].uncovered) / owed
+            return best, f"{owes}; {quantiles[best]:g} would have made up {share:.0%} of it {span}, no worse on any day, {pods(best, spare)}"
+        return none, (
+            f"{owes}, and no quantile would have made up at least half of it {span} while no worse than the HPA"
+            f" on any day, at no more pods than the HPA's plus those saved{fallback}"
+        )
     cheap = [t.pod_seconds <= hpa_total.pod_seconds for t in totals]
     serves = [t.uncovered <= hpa_total.uncovered + slack * load for t in totals]
     base = quantiles[0]
+    unpaid = ""
     if spend and hpa_total.uncovered > NOTHING_UNSERVED * load:
         # The HPA leaves load unserved here: the pods saved against it buy service, the more the
         # better while they last, less a reserve that bounds what the next day may cost beyond
         # the last days' excess (twenty-fourth and twenty-fifth rounds, docs/policy.md).
         reserve = SPEND_RESERVE * hpa_pod_seconds
-        spare = max(0.0, -balance.pod_seconds - reserve) if balance is not None else 0.0
+        saved = max(0.0, -balance.pod_seconds) if balance is not None else 0.0
+        spare = max(0.0, saved - reserve)
         better = [
             i
             for i in range(1, n)
@@ -283,58 +319,26 @@ def choose_rung(
             and totals[i].pod_seconds <= hpa_total.pod_seconds + spare
         ]
         if better:
-            return max(better, key=lambda i: quantiles[i])
+            i = max(better, key=lambda i: quantiles[i])
+            return i, (
+                f"the HPA left load unserved {span}, and {quantiles[i]:g} left no more uncovered than it and"
+                f" {base:g}, {pods(i, saved, reserve)}"
+            )
+        unpaid = f"; no higher quantile that served better was within the savings beyond the reserve ({spare / 3600:.4g} pod-hours)"
     if cheap[0] and serves[0]:
-        return 0
+        return 0, f"{base:g} was no worse than the HPA on both pods and load uncovered {span}{unpaid}"
     fine = [i for i in range(1, n) if cheap[i] and serves[i]]
     if not serves[0]:
         higher = [i for i in fine if quantiles[i] > base]
-        return min(higher, key=lambda i: quantiles[i], default=none)
+        if higher:
+            i = min(higher, key=lambda i: quantiles[i])
+            return i, f"{base:g} left more load uncovered than the HPA {span}, and {quantiles[i]:g} was no worse on both{unpaid}"
+        return none, f"{base:g} left more load uncovered than the HPA {span}, and no higher quantile was no worse on both{fallback}"
     lower = [i for i in fine if quantiles[i] < base]
-    return max(lower, key=lambda i: quantiles[i], default=none)
-
-
-def describe_choice(
-    days: Sequence[Day],
-    quantiles: Sequence[float],
-    chosen: int,
-    *,
-    balance: Tally | None = None,
-    spent: bool = False,
-    hpa_pod_seconds: float = 0.0,
-) -> str:
-    """Why ``choose_rung`` chose ``chosen`` over ``days``, for a person (the log line and the event
-    of a change of quantile).
-
-    Args:
-        days, quantiles, balance, hpa_pod_seconds: as given to ``choose_rung``.
-        chosen: its choice (``len(quantiles)``: the HPA rung).
-        spent: whether the choice differs from the one without ``spend`` (savings bought it).
-    """
-    span = "over the last day" if len(days) == 1 else f"over the last {len(days)} days"
-    hpa = chosen == len(quantiles)
-    if balance is not None and balance.uncovered > 0:
-        owed = f"the pods owe {balance.uncovered / 3600:.3g} load-hours against the HPA"
-        if hpa:
-            return f"{owed}, and no quantile made up at least half of that {span} at no more pods"
-        return f"{owed}, and {quantiles[chosen]:g} served better than the HPA {span} at no more pods"
-    if spent:
-        served = f"the HPA left load unserved {span}, and {quantiles[chosen]:g} left no more uncovered than it and {quantiles[0]:g}"
-        excess = sum(rungs[chosen].pod_seconds - h.pod_seconds for h, rungs, _ in days)
-        if excess <= 0:
-            return f"{served}, at no more pods than the HPA"
-        saved = max(0.0, -balance.pod_seconds) / 3600 if balance is not None else 0.0
-        return (
-            f"{served}, at {excess / 3600:.4g} pod-hours more than the HPA, paid from those saved against it"
-            f" ({saved:.4g} saved, {SPEND_RESERVE * hpa_pod_seconds / 3600:.4g} kept in reserve)"
-        )
-    if hpa:
-        return f"no quantile was no worse than the HPA on both pods and load uncovered {span}"
-    if chosen == 0:
-        return f"{quantiles[0]:g} was no worse than the HPA on both pods and load uncovered {span}"
-    if quantiles[chosen] > quantiles[0]:
-        return f"{quantiles[0]:g} left more load uncovered than the HPA {span}, and {quantiles[chosen]:g} was no worse on both"
-    return f"{quantiles[0]:g} held more pods than the HPA {span}, and {quantiles[chosen]:g} was no worse on both"
+    if lower:
+        i = max(lower, key=lambda i: quantiles[i])
+        return i, f"{base:g} held more pods than the HPA {span}, and {quantiles[i]:g} was no worse on both{unpaid}"
+    return none, f"{base:g} held more pods than the HPA {span}, and no lower quantile was no worse on both{fallback}"
 
 
 def finite(load: float | None) -> bool:

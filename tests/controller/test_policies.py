@@ -215,6 +215,8 @@ def test_where_the_hpa_leaves_load_unserved_the_policy_spends_its_savings_on_a_h
     assert (change.before, change.after) == (0.85, 0.975) == tuple(chosen[-2:])
     assert change.message.startswith("provisioning at quantile 0.975 from quantile 0.85: the HPA left load unserved over the last 3 days")
     assert "pod-hours more than the HPA, paid from those saved against it" in change.why
+    back = spending.rung_changes[-2]  # the day the savings beyond the reserve no longer paid for it
+    assert (back.before, back.after) == (0.975, 0.85) and "within the savings beyond the reserve" in back.why
     assert spends.quantile_changes == tuple((c.at, c.message) for c in spending.rung_changes)  # the report's list
     assert len(spends.quantile_changes) == 3 and keeps.quantile_changes == ()
 

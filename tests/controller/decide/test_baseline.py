@@ -181,25 +181,62 @@ def test_where_the_hpa_leaves_load_unserved_the_savings_buy_the_highest_higher_r
     assert (choose_rung([worse], UP), choose_rung([worse], UP, spend=True)) == (1, 2)
 
 
-def test_a_choice_is_described_by_what_decided_it():
-    day = (tally(100, 40), [tally(80, 30), tally(105, 10), tally(115, 0)], 1e5)
-    describe = baseline.describe_choice
-    assert describe([day], UP, 0) == "0.85 was no worse than the HPA on both pods and load uncovered over the last day"
-    assert describe([day, day], UP, 1).startswith("0.85 left more load uncovered than the HPA over the last 2 days, and 0.9")
-    assert describe([day], (0.85, 0.7), 1).startswith("0.85 held more pods than the HPA")
-    assert describe([day], UP, len(UP)) == "no quantile was no worse than the HPA on both pods and load uncovered over the last day"
-    # savings: the amounts in pod-hours, the reserve 2% of the HPA's
-    hours = (tally(100 * 3600, 40), [tally(80 * 3600, 30), tally(105 * 3600, 10), tally(115 * 3600, 0)], 1e5)
-    spent = describe([hours], UP, 2, balance=tally(-36_000, 0), spent=True, hpa_pod_seconds=360_000)
-    assert spent.startswith("the HPA left load unserved over the last day, and 0.975 left no more uncovered than it and 0.85")
-    assert spent.endswith(", at 15 pod-hours more than the HPA, paid from those saved against it (10 saved, 2 kept in reserve)")
-    # a higher rung no dearer than the HPA needed no savings, and says so
+def test_each_choice_comes_with_what_decided_it():
+    why = baseline.choose_rung_why
+    h = 3600.0  # tallies in hours, so that the messages read in round numbers
+
+    kept = (tally(100, 10), [tally(80, 5), tally(105, 0), tally(115, 0)], 1e5)
+    assert why([kept], UP) == (0, "0.85 was no worse than the HPA on both pods and load uncovered over the last day")
+    worse = (tally(100, 40), [tally(80, 50), tally(95, 10), tally(99, 0)], 1e5)
+    assert why([worse, worse], UP) == (1, "0.85 left more load uncovered than the HPA over the last 2 days, and 0.9 was no worse on both")
+    dear = (tally(100, 0), [tally(110, 0), tally(90, 0)], 1e5)
+    assert why([dear], (0.85, 0.7)) == (1, "0.85 held more pods than the HPA over the last day, and 0.7 was no worse on both")
+    # nothing qualifies: the HPA rung, or with the fallback off the configured quantile, said as such
+    stuck = (tally(100, 0), [tally(90, 2), tally(105, 0), tally(110, 0)], 1e5)
+    assert why([stuck], UP, hpa_rung=True) == (3, "0.85 left more load uncovered than the HPA over the last day, and no higher quantile was no worse on both")
+    assert why([stuck], UP) == (0, why([stuck], UP, hpa_rung=True)[1] + "; forecast.fallback_to_hpa is off, so the configured quantile")
+
+    # savings spent on service: the excess over the HPA, the savings and the reserve (2% of the HPA's pod-hours)
+    unserved = (tally(100 * h, 40), [tally(80 * h, 30), tally(105 * h, 10), tally(115 * h, 0)], 1e5)
+    assert why([unserved], UP, spend=True, balance=tally(-15 * h, 0)) == (
+        2,
+        "the HPA left load unserved over the last day, and 0.975 left no more uncovered than it and 0.85, at 15 pod-hours"
+        " more than the HPA, paid from those saved against it (15 saved, 0 kept in reserve)",
+    )
+    assert why([unserved], UP, spend=True, balance=tally(-15 * h, 0), hpa_pod_seconds=500 * h)[0] == 1  # 10 in reserve: 5 to spend
+    assert why([unserved], UP, spend=True, balance=tally(-h, 0)) == (
+        0,
+        "0.85 was no worse than the HPA on both pods and load uncovered over the last day; no higher quantile that served"
+        " better was within the savings beyond the reserve (1 pod-hours)",
+    )
     cheap = (tally(100, 40), [tally(80, 30), tally(95, 10), tally(99, 0)], 1e5)
-    assert describe([cheap], UP, 2, balance=tally(-36_000, 0), spent=True).endswith("0.85, at no more pods than the HPA")
-    # load owed comes first, whatever else held
-    owed = describe([day], UP, 0, balance=tally(-36_000, 7_200), spent=True)
-    assert owed == "the pods owe 2 load-hours against the HPA, and 0.85 served better than the HPA over the last day at no more pods"
-    assert describe([day], UP, len(UP), balance=tally(0, 7_200)).endswith("no quantile made up at least half of that over the last day at no more pods")
+    assert why([cheap], UP, spend=True)[1].endswith("0.975 left no more uncovered than it and 0.85, at no more pods than the HPA")
+
+    # load owed: made all up, made up in part, or not at all
+    owing = (tally(100 * h, 40_000), [tally(80 * h, 30_000), tally(105 * h, 10_000), tally(115 * h, 0)], 1e8)
+    assert why([owing], UP, balance=tally(-30 * h, 2 * h)) == (
+        0,
+        "the pods owe 2 load-hours against the HPA; 0.85 would have made all of it up over the last day, no worse on any day,"
+        " at no more pods than the HPA",
+    )
+    assert why([owing], UP, balance=tally(-20 * h, 5 * h)) == (
+        1,
+        "the pods owe 5 load-hours against the HPA; 0.9 would have made all of it up over the last day, no worse on any day,"
+        " at 5 pod-hours more than the HPA, paid from those saved against it (20 saved)",
+    )
+    assert why([owing], UP, balance=tally(0, 5 * h)) == (
+        0,
+        "the pods owe 5 load-hours against the HPA; 0.85 would have made up 56% of it over the last day, no worse on any day,"
+        " at no more pods than the HPA",
+    )
+    assert why([owing], UP, hpa_rung=True, balance=tally(0, 20 * h)) == (
+        3,
+        "the pods owe 20 load-hours against the HPA, and no quantile would have made up at least half of it over the last day"
+        " while no worse than the HPA on any day, at no more pods than the HPA's plus those saved",
+    )
+    # every choice is choose_rung's
+    for days, kwargs in (([kept], {}), ([worse], {}), ([unserved], {"spend": True, "balance": tally(-15 * h, 0)}), ([owing], {"balance": tally(0, 5 * h)})):
+        assert why(days, UP, **kwargs)[0] == choose_rung(days, UP, **kwargs)
 
 
 def test_an_uncovered_amount_within_the_slack_counts_as_no_worse():
