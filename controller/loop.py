@@ -1208,7 +1208,7 @@ class Controller:
             await self._event(m.ref, EVENT_RESUMED, f"reconciling again after {m.failures} failures", "Normal")
         m.failures, m.skip_ticks, m.holding = 0, 0, False
         policy = m.policy
-        forecast = model_forecast = lead = startup = load = quantile = above = None
+        forecast = model_forecast = lead = startup = load = quantile = above = against = change = None
         if isinstance(policy, LivePredictivePolicy):
             lead = policy.lead_seconds
             startup = policy.startup.seconds
@@ -1218,14 +1218,14 @@ class Controller:
             if model_forecast is not None:  # as ``forecast_at`` shows it, without reading the quantiles twice
                 forecast = {q: policies.shown_load(v) for q, v in model_forecast.items()}
             load = policy.last_load
+            against, change = policy.against_hpa, policy.rung_change
         # the error is the model's own, not the display's (a median below 0 is an error, not an idle forecast)
         forecast_error = _score_due_forecasts(m, now, load, model_forecast, lead)
         self.telemetry.record_decision(
             m.label, decision, forecast=forecast, lead_seconds=lead, startup_seconds=startup, load=load,
             forecast_error=forecast_error, provisioning_quantile=quantile, interval_above=above,
         )  # fmt: skip
-        self.telemetry.record_against_hpa(m.label, policy.against_hpa if isinstance(policy, LivePredictivePolicy) else None)
-        change = policy.rung_change if isinstance(policy, LivePredictivePolicy) else None
+        self.telemetry.record_against_hpa(m.label, against)
         if change is not None and change is not m.rung_change_seen:  # once a day at most
             m.rung_change_seen = change
             log.info("%s: %s", m.label, change.message, extra={"workload": m.label})
