@@ -261,6 +261,7 @@ def choose_rung_why(
     none = len(quantiles) if hpa_rung else 0
     span = "over the last day" if len(days) == 1 else f"over the last {len(days)} days"
     fallback = "" if hpa_rung else "; forecast.fallback_to_hpa is off, so the configured quantile"
+    saved = max(0.0, -balance.pod_seconds) if balance is not None else 0.0  # pod-seconds saved against the HPA
 
     def pods(i: int, saved: float, reserve: float | None = None) -> str:
         excess = totals[i].pod_seconds - hpa_total.pod_seconds
@@ -275,7 +276,7 @@ def choose_rung_why(
         # pods saved against it so far, and no worse than the HPA on any day of the window (one
         # burst day that every rung beat by far is no proof that a cheaper one serves the days
         # after it; nineteenth round, docs/policy.md).
-        owed, spare = balance.uncovered, max(0.0, -balance.pod_seconds)
+        owed, spare = balance.uncovered, saved
         owes = f"the pods owe {owed / 3600:.3g} load-hours against the HPA"
         repays = [
             i
@@ -308,7 +309,6 @@ def choose_rung_why(
         # better while they last, less a reserve that bounds what the next day may cost beyond
         # the last days' excess (twenty-fourth and twenty-fifth rounds, docs/policy.md).
         reserve = SPEND_RESERVE * hpa_pod_seconds
-        saved = max(0.0, -balance.pod_seconds) if balance is not None else 0.0
         spare = max(0.0, saved - reserve)
         better = [
             i
