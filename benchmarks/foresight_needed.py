@@ -6,25 +6,28 @@ benchmark's cluster, physics and scores; the probe takes the policy's place as t
 a family of probe controllers that are *given* the demand instead of forecasting it. At tick i
 a probe sets the count to
 
-    ceil(m * max(demand[i + h - W .. i + h]))
+    ceil(m * max(demand[i + h - W .. i + h]) + a)
 
 - ``h``, its foresight: the demand ``h`` ticks ahead, exactly (0: the present demand, without the
   metric's lag and averaging; the startup: the oracle's information). ``observed`` is the
   metric every policy sees instead (``observed[i]``, the demand over [t-75 s, t-15 s]);
 - ``W``, a window it holds the highest demand through (as a scale-down stabilisation);
-- ``m``, its headroom, a fixed multiple.
+- ``m`` and ``a``, its headroom: a fixed multiple of the load and a fixed number of pods added.
+  With ``--headroom multiple`` (the default) ``a`` is 0 and ``m`` is searched; with ``--headroom
+  affine`` ``m`` takes each value of ``MULTIPLES`` and ``a`` is searched for each (headroom that
+  does not grow with the load, as a burst of a fixed size needs, is then in the family).
 
-For each foresight, ``W`` is searched over a grid and ``m`` is chosen per trace *with hindsight*:
-a real policy can tune neither per trace, so a probe's figure is the best that fixed headroom on
-that information could reach, not what a policy would.
+For each foresight, ``W`` is searched over a grid and the headroom is chosen per trace *with
+hindsight*: a real policy can tune neither per trace, so a probe's figure is the best that fixed
+headroom on that information could reach, not what a policy would.
 
 - **one third**: the line "unserved_pct at most max(hpa / 3, 0.05) at no more pod_hours". Per
-  ``W``, the largest ``m`` at which the probe holds no more pod-hours than the HPA's run (found
+  ``W`` (and ``m``, affine), the largest ``m`` (``a``) at which the probe holds no more pod-hours than the HPA's run (found
   by bisection on the schedule: a probe's pod count is its target), then simulated; the table
   gives the lowest unserved_pct over ``W``.
 - **cheap**: the line "where hpa leaves at most 0.01% unserved, cost_ratio at most 1.2 with
   unserved_pct at most 0.01", together with the first line (no more unserved than the HPA). Per
-  ``W``, the smallest ``m`` at which the probe leaves no more than ``min(hpa, 0.01)`` unserved (by
+  ``W`` (and ``m``, affine), the smallest ``m`` (``a``) at which the probe leaves no more than ``min(hpa, 0.01)`` unserved (by
   bisection on ``m``, simulated at each step); the table gives the lowest cost_ratio over ``W``.
 
 The last column is the least foresight on the grid at which the line is met ("none: the
@@ -35,6 +38,7 @@ forecast of the bursts themselves, so many seconds ahead, to meet it.
 
 Usage: python benchmarks/foresight_needed.py [--traces-dir ../shared/traces] [--settings fixed:300]
                                              [--traces nab_elb_requests,...] [--line third|cheap]
+                                             [--headroom multiple|affine]
                                              [--bars FILE.jsonl] [--jobs 2]
 """
 
@@ -61,6 +65,10 @@ from controller.sim.traces import load_trace  # noqa: E402
 WINDOWS_SECONDS = (0, 75, 150, 300, 600, 1200)
 #: Foresight as shares of the startup (0: the present demand).
 FORESIGHT_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: The multiples of the affine headroom (``--headroom affine``), each with its own additive pods.
+MULTIPLES = (0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.6)
+#: The windows of the affine search (fewer: it searches eight multiples in each).
+AFFINE_WINDOWS_SECONDS = (0, 75, 300, 1200)
 OBSERVED = -1
 NOTHING = 0.01  # the cheap line's "nothing unserved", in percent
 CHEAP = 1.2
@@ -75,8 +83,9 @@ def base_series(scenario: Scenario, h: int, window: int) -> np.ndarray:
     return held[ahead : ahead + scenario.n_ticks]
 
 
-def schedule(base: np.ndarray, m: float) -> np.ndarray:
-    return np.maximum(1, np.ceil(m * base - 1e-9)).astype(np.int64)
+def schedule(base: np.ndarray, m: float, a: float = 0.0) -> np.ndarray:
+    """The probe's count at every tick: ``ceil(m * base + a)``, at least one pod."""
+    return np.maximum(1, np.ceil(m * base + a - 1e-9)).astype(np.int64)
 
 
 def simulate(scenario: Scenario, config: SimConfig, alive: np.ndarray, name: str = "probe"):
@@ -103,6 +112,38 @@ def largest_m_within(scenario: Scenario, base: np.ndarray, budget: float) -> flo
         else:
             hi = mid
     return lo
+
+
+def largest_a_within(scenario: Scenario, base: np.ndarray, m: float, budget: float) -> float | None:
+    """The most pods added to ``m`` times the base at which the probe holds no more than ``budget`` pod-hours."""
+    lo, hi = -100.0, 200.0
+    if pod_hours(scenario, schedule(base, m, lo)) > budget:
+        return None
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if pod_hours(scenario, schedule(base, m, mid)) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def smallest_a_serving(scenario: Scenario, config: SimConfig, base: np.ndarray, m: float, limit: float):
+    """The fewest pods (to 0.05) added to ``m`` times the base at which the probe leaves at most ``limit`` %
+    unserved, and its score; by bisection, with ``smallest_m_serving``'s limits."""
+    lo, hi = -10.0, 40.0
+    top = simulate(scenario, config, schedule(base, m, hi))
+    if top.unserved_pct > limit:
+        return None
+    best = top
+    while hi - lo > 0.05:
+        mid = (lo + hi) / 2
+        s = simulate(scenario, config, schedule(base, m, mid))
+        if s.unserved_pct <= limit:
+            hi, best = mid, s
+        else:
+            lo = mid
+    return hi, best
 
 
 def smallest_m_serving(scenario: Scenario, config: SimConfig, base: np.ndarray, limit: float):
@@ -133,36 +174,51 @@ def foresights(startup: float) -> list[int]:
     return [OBSERVED] + sorted({round(share * ticks) for share in FORESIGHT_SHARES})
 
 
-def one(job: tuple[str, str, float, str]) -> dict:
-    path, distribution, startup, line = job
+def candidates(scenario: Scenario, config: SimConfig, base: np.ndarray, line: str, hpa, headroom: str):
+    """``(m, a, score)`` of each headroom searched on one base series: the line's best ``m`` with no
+    pods added (``multiple``), or for each of ``MULTIPLES`` the line's best number of pods added (``affine``)."""
+    if headroom == "multiple":
+        if line == "third":
+            m = largest_m_within(scenario, base, hpa.pod_hours)
+            if m is not None:
+                yield m, 0.0, simulate(scenario, config, schedule(base, m))
+        else:
+            found = smallest_m_serving(scenario, config, base, min(hpa.unserved_pct, NOTHING))
+            if found is not None:
+                yield found[0], 0.0, found[1]
+        return
+    for m in MULTIPLES:
+        if line == "third":
+            a = largest_a_within(scenario, base, m, hpa.pod_hours)
+            if a is not None:
+                yield m, a, simulate(scenario, config, schedule(base, m, a))
+        else:
+            found = smallest_a_serving(scenario, config, base, m, min(hpa.unserved_pct, NOTHING))
+            if found is not None:
+                yield m, found[0], found[1]
+
+
+def one(job: tuple[str, str, float, str, str]) -> dict:
+    path, distribution, startup, line, headroom = job
     scenario = scenario_from_trace(load_trace(path))
     config = SimConfig(startup_seconds=startup, startup_distribution=distribution)
     hpa = engine.run(scenario, "hpa", config).score
-    windows = sorted({round(w / TICK_SECONDS) for w in WINDOWS_SECONDS})
+    seconds = WINDOWS_SECONDS if headroom == "multiple" else AFFINE_WINDOWS_SECONDS
+    windows = sorted({round(w / TICK_SECONDS) for w in seconds})
     if line == "cheap" and hpa.unserved_pct > NOTHING:
         return {}  # the cheap line is only for traces where the HPA leaves nothing unserved
-    out = {"trace": scenario.name, "setting": f"{distribution}:{startup:g}", "line": line,
+    out = {"trace": scenario.name, "setting": f"{distribution}:{startup:g}", "line": line, "headroom": headroom,
            "hpa_unserved_pct": hpa.unserved_pct, "hpa_pod_hours": hpa.pod_hours, "oracle_pod_hours": hpa.oracle_pod_hours,
            "probes": []}
     for h in foresights(startup):
         best = None
         for w in windows:
             base = base_series(scenario, h, w)
-            if line == "third":
-                m = largest_m_within(scenario, base, hpa.pod_hours)
-                if m is None:
-                    continue
-                s = simulate(scenario, config, schedule(base, m))
-                value = s.unserved_pct
-            else:
-                found = smallest_m_serving(scenario, config, base, min(hpa.unserved_pct, NOTHING))
-                if found is None:
-                    continue
-                m, s = found
-                value = s.cost_ratio
-            if best is None or value < best["value"]:
-                best = {"h": h, "window": w, "m": m, "value": value, "unserved_pct": s.unserved_pct,
-                        "pod_hours": s.pod_hours, "cost_ratio": s.cost_ratio, "scale_actions": s.scale_actions}
+            for m, a, s in candidates(scenario, config, base, line, hpa, headroom):
+                value = s.unserved_pct if line == "third" else s.cost_ratio
+                if best is None or value < best["value"]:
+                    best = {"h": h, "window": w, "m": m, "a": a, "value": value, "unserved_pct": s.unserved_pct,
+                            "pod_hours": s.pod_hours, "cost_ratio": s.cost_ratio, "scale_actions": s.scale_actions}
         out["probes"].append(best or {"h": h, "value": None})
     return out
 
@@ -213,6 +269,8 @@ def main() -> int:
     ap.add_argument("--settings", default="fixed:300", help="DISTRIBUTION:STARTUP[,...]")
     ap.add_argument("--traces", default="", help="comma-separated trace names (default: every trace)")
     ap.add_argument("--line", choices=("third", "cheap"), default="third")
+    ap.add_argument("--headroom", choices=("multiple", "affine"), default="multiple",
+                    help="multiple: ceil(m * load), m searched; affine: ceil(m * load + a), a searched for each m of MULTIPLES")
     ap.add_argument("--bars", help="a policy_bars.py --save file, for scaleahead's own figures")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--save", help="write the results as JSON lines")
@@ -239,7 +297,7 @@ def main() -> int:
         if distribution not in ("fixed", "lognormal") or not startup:
             raise SystemExit(f"--settings: expected DISTRIBUTION:STARTUP (fixed or lognormal), got {s!r}")
         settings.append((distribution, float(startup)))
-    jobs = [(str(p), d, st, args.line) for d, st in settings for p in paths]
+    jobs = [(str(p), d, st, args.line, args.headroom) for d, st in settings for p in paths]
     with multiprocessing.Pool(max(1, args.jobs)) as pool:
         results = []
         for r in pool.imap(one, jobs, chunksize=1):
@@ -250,7 +308,7 @@ def main() -> int:
         Path(args.save).write_text("".join(json.dumps(r) + "\n" for r in results))
     for d, st in settings:
         rows = [r for r in results if r["setting"] == f"{d}:{st:g}"]
-        print(f"\n### {d} startup {st:g} s, line: {args.line}\n")
+        print(f"\n### {d} startup {st:g} s, line: {args.line}, headroom: {args.headroom}\n")
         if not rows:
             print("no trace on this line (the cheap line: where the HPA leaves at most 0.01% unserved)")
             continue

@@ -95,3 +95,16 @@ def test_table_names_the_least_foresight(fs):
     last = {line.split("|")[1].strip(): line.split("|")[-2].strip() for line in lines[4:]}
     assert last == {"on-the-metric": "none: the metric", "needs-30s": "+30 s", "never": "none on the grid", "floor": "none: the metric"}
     assert "| observed | present | +30 s | +60 s |" in lines[2]
+
+
+def test_affine_headroom_adds_pods_and_its_searches_find_the_boundary(fs):
+    sc = bursty()
+    config = SimConfig(startup_seconds=120)
+    base = fs.base_series(sc, fs.OBSERVED, 4)
+    assert np.array_equal(fs.schedule(base, 1.0, 2.5), np.maximum(1, np.ceil(base + 2.5 - 1e-9)))
+    budget = fs.pod_hours(sc, fs.schedule(base, 1.3))
+    a = fs.largest_a_within(sc, base, 1.1, budget)
+    assert fs.pod_hours(sc, fs.schedule(base, 1.1, a)) <= budget < fs.pod_hours(sc, fs.schedule(base, 1.1, a + 1e-3))
+    a_serving, score = fs.smallest_a_serving(sc, config, base, 1.0, 0.5)
+    assert score.unserved_pct <= 0.5
+    assert fs.simulate(sc, config, fs.schedule(base, 1.0, a_serving - 0.1)).unserved_pct > 0.5
