@@ -100,73 +100,61 @@ def pod_hours(scenario: Scenario, alive: np.ndarray) -> float:
     return float(alive[scenario.scored_from :].sum()) * TICK_SECONDS / 3600.0
 
 
-def largest_m_within(scenario: Scenario, base: np.ndarray, budget: float) -> float | None:
-    """The largest headroom at which the probe holds no more than ``budget`` pod-hours."""
-    lo, hi = 0.0, 16.0
-    if pod_hours(scenario, schedule(base, lo)) > budget:
+def _largest_within(scenario: Scenario, probe, lo: float, hi: float, budget: float) -> float | None:
+    """The largest ``x`` in [lo, hi] whose schedule ``probe(x)`` holds no more than ``budget`` pod-hours
+    (bisection on the schedule: pod-hours only rise with the headroom); None if ``lo``'s does not."""
+    if pod_hours(scenario, probe(lo)) > budget:
         return None
     for _ in range(40):
         mid = (lo + hi) / 2
-        if pod_hours(scenario, schedule(base, mid)) <= budget:
+        if pod_hours(scenario, probe(mid)) <= budget:
             lo = mid
         else:
             hi = mid
     return lo
 
 
-def largest_a_within(scenario: Scenario, base: np.ndarray, m: float, budget: float) -> float | None:
-    """The most pods added to ``m`` times the base at which the probe holds no more than ``budget`` pod-hours."""
-    lo, hi = -100.0, 200.0
-    if pod_hours(scenario, schedule(base, m, lo)) > budget:
-        return None
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        if pod_hours(scenario, schedule(base, m, mid)) <= budget:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-def smallest_a_serving(scenario: Scenario, config: SimConfig, base: np.ndarray, m: float, limit: float):
-    """The fewest pods (to 0.05) added to ``m`` times the base at which the probe leaves at most ``limit`` %
-    unserved, and its score; by bisection, with ``smallest_m_serving``'s limits."""
-    lo, hi = -10.0, 40.0
-    top = simulate(scenario, config, schedule(base, m, hi))
-    if top.unserved_pct > limit:
-        return None
-    best = top
-    while hi - lo > 0.05:
-        mid = (lo + hi) / 2
-        s = simulate(scenario, config, schedule(base, m, mid))
-        if s.unserved_pct <= limit:
-            hi, best = mid, s
-        else:
-            lo = mid
-    return hi, best
-
-
-def smallest_m_serving(scenario: Scenario, config: SimConfig, base: np.ndarray, limit: float):
-    """The smallest headroom (to 0.005) at which the probe leaves at most ``limit`` % unserved, and its score.
+def _smallest_serving(scenario: Scenario, config: SimConfig, probe, lo: float, hi: float, step: float, limit: float):
+    """The smallest ``x`` in [lo, hi] (to ``step``) whose schedule ``probe(x)`` leaves at most ``limit`` %
+    unserved, and its score; None if ``hi``'s does not.
 
     By bisection: with fixed startups the unserved demand only falls as the headroom rises (the
     youngest pods go first, so a higher schedule never leaves fewer pods ready). With log-normal
     startups the seeded draws land on other pods when the count changes, the unserved demand is
     not monotone in the headroom, and the headroom found is one that serves, not always the
     smallest. Either way the score returned is that of a run at the headroom returned."""
-    lo, hi = 0.5, 4.0
-    top = simulate(scenario, config, schedule(base, hi))
-    if top.unserved_pct > limit:
+    best = simulate(scenario, config, probe(hi))
+    if best.unserved_pct > limit:
         return None
-    best = top
-    while hi - lo > 0.005:
+    while hi - lo > step:
         mid = (lo + hi) / 2
-        s = simulate(scenario, config, schedule(base, mid))
+        s = simulate(scenario, config, probe(mid))
         if s.unserved_pct <= limit:
             hi, best = mid, s
         else:
             lo = mid
     return hi, best
+
+
+def largest_m_within(scenario: Scenario, base: np.ndarray, budget: float) -> float | None:
+    """The largest multiple at which the probe holds no more than ``budget`` pod-hours."""
+    return _largest_within(scenario, lambda m: schedule(base, m), 0.0, 16.0, budget)
+
+
+def largest_a_within(scenario: Scenario, base: np.ndarray, m: float, budget: float) -> float | None:
+    """The most pods added to ``m`` times the base at which the probe holds no more than ``budget`` pod-hours."""
+    return _largest_within(scenario, lambda a: schedule(base, m, a), -100.0, 200.0, budget)
+
+
+def smallest_m_serving(scenario: Scenario, config: SimConfig, base: np.ndarray, limit: float):
+    """The smallest multiple (to 0.005) at which the probe leaves at most ``limit`` % unserved, and its score."""
+    return _smallest_serving(scenario, config, lambda m: schedule(base, m), 0.5, 4.0, 0.005, limit)
+
+
+def smallest_a_serving(scenario: Scenario, config: SimConfig, base: np.ndarray, m: float, limit: float):
+    """The fewest pods (to 0.05) added to ``m`` times the base at which the probe leaves at most ``limit`` %
+    unserved, and its score."""
+    return _smallest_serving(scenario, config, lambda a: schedule(base, m, a), -10.0, 40.0, 0.05, limit)
 
 
 def foresights(startup: float) -> list[int]:
